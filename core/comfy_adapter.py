@@ -1,0 +1,278 @@
+"""The one door between the pack and ComfyUI.
+
+Every import of ``comfy``, ``folder_paths``, ``server``, ``latent_preview`` (and any other ComfyUI
+module) goes through :func:`comfy_module`, so the whole pack imports, and its stage logic runs, where
+ComfyUI is absent. Each helper has a plain fallback: a models directory from an environment
+variable, plain torch device choice, a console progress bar, no interrupt.
+
+Nothing here imports torch at module level: importing the pack must stay cheap.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Iterable, Mapping
+
+_MISSING = object()
+_modules: dict[str, Any] = {}
+
+#: Environment variable naming a models directory (laid out like ComfyUI's ``models/``) outside ComfyUI.
+MODELS_DIR_ENV = "I2P_MODELS_DIR"
+
+
+def comfy_module(name: str) -> ModuleType | None:
+    """Import a ComfyUI module by name, or None where ComfyUI is absent.
+
+    A module that *is* present but fails to import raises: that is a broken ComfyUI, not an absent one,
+    and hiding it would turn a clear error into silent fallbacks.
+    """
+    cached = _modules.get(name, _MISSING)
+    if cached is not _MISSING:
+        return cached
+    module: ModuleType | None
+    if name != "folder_paths" and not in_comfyui():
+        module = None  # an unrelated top-level ``server`` or ``comfy`` package is not ComfyUI
+    elif name in sys.modules:
+        module = sys.modules[name]
+    else:
+        top = name.split(".")[0]
+        if importlib.util.find_spec(top) is None:
+            module = None
+        else:
+            module = importlib.import_module(name)
+    _modules[name] = module
+    return module
+
+
+def in_comfyui() -> bool:
+    """True when running inside a ComfyUI process (its ``folder_paths`` and model management load)."""
+    if "comfyui" not in _modules:
+        _modules["comfyui"] = (
+            comfy_module("folder_paths") is not None and importlib.util.find_spec("comfy") is not None
+        )
+    return _modules["comfyui"]
+
+
+# --------------------------------------------------------------------------------------------- models
+def register_model_folders(folders: Mapping[str, Iterable[str]]) -> None:
+    """Register the pack's model folders with ComfyUI, keeping what the user already configured.
+
+    ``extra_model_paths.yaml`` (and other packs such as IPAdapter_plus or ReActor) may have registered
+    the same folder name before us: their paths stay first and their extensions are kept, ours are
+    added. An empty extension set means "every file" in ComfyUI, which we preserve.
+    """
+    fp = comfy_module("folder_paths")
+    if fp is None:
+        return
+    for name, exts in folders.items():
+        default = os.path.join(fp.models_dir, name)
+        ext_set = set(exts)
+        if name in fp.folder_names_and_paths:
+            paths, old_exts = fp.folder_names_and_paths[name]
+            paths = list(paths)
+            if default not in paths:
+                paths.append(default)
+            merged = set(old_exts)
+            if merged:  # empty = "all files": do not narrow it
+                merged |= ext_set
+            fp.folder_names_and_paths[name] = (paths, merged)
+        else:
+            fp.folder_names_and_paths[name] = ([default], ext_set)
+
+
+def models_dir() -> Path:
+    """Root of a ComfyUI-style ``models/`` tree: ComfyUI's own, else ``$I2P_MODELS_DIR``,
+    else ``$COMFYUI_PATH/models``, else ``./models``."""
+    fp = comfy_module("folder_paths")
+    if fp is not None:
+        return Path(fp.models_dir)
+    env = os.environ.get(MODELS_DIR_ENV)
+    if env:
+        return Path(env)
+    comfy_path = os.environ.get("COMFYUI_PATH")
+    if comfy_path:
+        return Path(comfy_path) / "models"
+    return Path.cwd() / "models"
+
+
+def folder_dirs(folder: str) -> list[Path]:
+    """Every directory searched for ``folder`` (ComfyUI may have several per name)."""
+    fp = comfy_module("folder_paths")
+    if fp is not None and folder in fp.folder_names_and_paths:
+        return [Path(p) for p in fp.folder_names_and_paths[folder][0]]
+    return [models_dir() / folder]
+
+
+def list_models(folder: str, extensions: Iterable[str] | None = None) -> list[str]:
+    """File names (relative to the folder, forward slashes) a combo widget can offer."""
+    fp = comfy_module("folder_paths")
+    if fp is not None and folder in fp.folder_names_and_paths:
+        names = list(fp.get_filename_list(folder))
+    else:
+        names = []
+        for root in folder_dirs(folder):
+            if root.is_dir():
+                names += [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()]
+    if extensions is not None:
+        exts = tuple(e.lower() for e in extensions)
+        names = [n for n in names if n.lower().endswith(exts)]
+    return sorted(set(names))
+
+
+def find_model(folder: str, name: str) -> Path | None:
+    """Full path of ``name`` (a file or a directory such as a buffalo_l pack) inside ``folder``."""
+    for root in folder_dirs(folder):
+        candidate = root / name
+        if candidate.exists():
+            return candidate
+    return None
+
+
+# ------------------------------------------------------------------------------------------- devices
+def torch_device():
+    """The device models run on: ComfyUI's choice, else CUDA/MPS when present, else CPU."""
+    mm = comfy_module("comfy.model_management")
+    if mm is not None:
+        return mm.get_torch_device()
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def offload_device():
+    mm = comfy_module("comfy.model_management")
+    if mm is not None:
+        return mm.unet_offload_device()
+    import torch
+
+    return torch.device("cpu")
+
+
+def intermediate_device():
+    """Where IMAGE/MASK tensors handed between nodes live (CPU in ComfyUI)."""
+    mm = comfy_module("comfy.model_management")
+    if mm is not None:
+        return mm.intermediate_device()
+    import torch
+
+    return torch.device("cpu")
+
+
+def load_torch_file(path: str | os.PathLike, safe_load: bool = True) -> dict:
+    """A state dict from ``.safetensors`` / ``.pt`` / ``.pth`` / ``.bin`` (weights only by default)."""
+    cu = comfy_module("comfy.utils")
+    if cu is not None:
+        return cu.load_torch_file(str(path), safe_load=safe_load)
+    path = str(path)
+    if path.lower().endswith((".safetensors", ".sft")):
+        from safetensors.torch import load_file
+
+        return load_file(path, device="cpu")
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=safe_load)
+
+
+class ManagedModel:
+    """A torch module that ComfyUI may move and evict; outside ComfyUI it just lives on one device."""
+
+    def __init__(self, module, load_device=None, offload=None):
+        self.module = module
+        self.load_device = load_device if load_device is not None else torch_device()
+        self.offload_device = offload if offload is not None else offload_device()
+        mp = comfy_module("comfy.model_patcher")
+        self.patcher = (
+            mp.CoreModelPatcher(module, load_device=self.load_device, offload_device=self.offload_device)
+            if mp is not None
+            else None
+        )
+
+    def load(self):
+        """Make sure the module sits on its load device and return it."""
+        mm = comfy_module("comfy.model_management")
+        if self.patcher is not None and mm is not None:
+            mm.load_models_gpu([self.patcher])
+        else:
+            self.module.to(self.load_device)
+        return self.module
+
+
+# -------------------------------------------------------------------------------- progress, interrupt
+def check_interrupt() -> None:
+    """Raise ComfyUI's InterruptProcessingException when the user pressed cancel; no-op outside."""
+    mm = comfy_module("comfy.model_management")
+    if mm is not None:
+        mm.throw_exception_if_processing_interrupted()
+
+
+class Progress:
+    """Progress with an optional preview picture: ComfyUI's bar in the editor, tqdm on the console.
+
+    Every update is also an interrupt point, as in ComfyUI.
+    """
+
+    def __init__(self, total: int, desc: str = "IP-to-Portrait"):
+        self.total = max(int(total), 1)
+        self.value = 0
+        cu = comfy_module("comfy.utils")
+        self._bar = cu.ProgressBar(self.total) if cu is not None else None
+        self._tqdm = None
+        if self._bar is None and os.environ.get("I2P_QUIET") != "1":
+            from tqdm import tqdm
+
+            self._tqdm = tqdm(total=self.total, desc=desc, leave=False, file=sys.stderr)
+
+    def update(self, n: int = 1, preview: Any | None = None, preview_size: int = 512) -> None:
+        """Advance by ``n``; ``preview`` is a PIL image shown in the editor's node."""
+        self.value = min(self.value + n, self.total)
+        if self._bar is not None:
+            pv = ("JPEG", preview, preview_size) if preview is not None else None
+            self._bar.update_absolute(self.value, self.total, pv)
+        elif self._tqdm is not None:
+            self._tqdm.update(n)
+        check_interrupt()
+
+    def close(self) -> None:
+        if self._tqdm is not None:
+            self._tqdm.close()
+            self._tqdm = None
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def sampler_callback(model, steps: int) -> Callable | None:
+    """Step previews for ComfyUI's sampler (``latent_preview.prepare_callback``); None outside."""
+    lp = comfy_module("latent_preview")
+    if lp is None:
+        return None
+    return lp.prepare_callback(model, steps)
+
+
+def send_event(event: str, data: dict) -> None:
+    """A custom websocket event to the editor; dropped outside ComfyUI."""
+    server = comfy_module("server")
+    if server is None:
+        return
+    instance = getattr(server.PromptServer, "instance", None)
+    if instance is not None:
+        instance.send_sync(event, data)
+
+
+def interrupt_exception_types() -> tuple[type[BaseException], ...]:
+    """Exception types that mean "the user cancelled" and must never be swallowed."""
+    mm = comfy_module("comfy.model_management")
+    if mm is not None:
+        return (mm.InterruptProcessingException, KeyboardInterrupt)
+    return (KeyboardInterrupt,)

@@ -1,0 +1,1 @@
+"""Architectures, loaders and the manifest of weights. Nothing here downloads at run time."""

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# One command for a fresh machine: a virtual environment in .venv with torch (only where none is
+# importable), the pack's requirements, the test tools, and the pack itself for `python -m ip_to_portrait`.
+set -euo pipefail
+cd "$(dirname "$0")"
+PYTHON=${PYTHON:-python3}
+# torch and torchvision must be a matched pair: an unpinned torchvision next to a pinned torch makes
+# pip replace torch. Override for your CUDA version, e.g. TORCH_SPEC="torch==2.14.1 torchvision==0.29.1".
+TORCH_SPEC=${TORCH_SPEC:-"torch==2.14.1 torchvision==0.29.1"}
+
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+VPY=.venv/bin/python
+if ! "$VPY" -c "import torch, torchvision" >/dev/null 2>&1; then
+    echo "setup: installing $TORCH_SPEC"
+    # shellcheck disable=SC2086
+    "$VPY" -m pip install --progress-bar off $TORCH_SPEC
+fi
+"$VPY" -m pip install --progress-bar off -r requirements.txt -r requirements-test.txt
+"$VPY" -m pip install --progress-bar off --no-deps --no-build-isolation -e .
+"$VPY" -c "import torch, torchvision, onnxruntime, insightface; print('setup: ok, torch', torch.__version__, '| onnxruntime providers', onnxruntime.get_available_providers())"

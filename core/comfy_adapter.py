@@ -99,6 +99,19 @@ def models_dir() -> Path:
     return Path.cwd() / "models"
 
 
+def user_dir() -> Path:
+    """ComfyUI's user directory (settings, private pack files such as API keys): ComfyUI's own, else
+    ``$I2P_USER_DIR``, else ``$COMFYUI_PATH/user``, else ``./user``."""
+    fp = comfy_module("folder_paths")
+    if fp is not None and hasattr(fp, "get_user_directory"):
+        return Path(fp.get_user_directory())
+    env = os.environ.get("I2P_USER_DIR")
+    if env:
+        return Path(env)
+    comfy_path = os.environ.get("COMFYUI_PATH")
+    return Path(comfy_path) / "user" if comfy_path else Path.cwd() / "user"
+
+
 def folder_dirs(folder: str) -> list[Path]:
     """Every directory searched for ``folder`` (ComfyUI may have several per name)."""
     fp = comfy_module("folder_paths")

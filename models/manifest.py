@@ -94,91 +94,134 @@ def license_text(folder: str, filename: str) -> str:
 H94 = "https://huggingface.co/h94/IP-Adapter-FaceID/resolve/main"
 _register(
     # ---- identity injection (IP-Adapter FaceID family, SDXL) ------------------------------------
-    ModelFile("faceid-plusv2-sdxl", "ipadapter", "ip-adapter-faceid-plusv2_sdxl.bin", 0, "",
+    # sha256 (all four FaceID files): SwarmUI WorkflowGeneratorSteps.cs pins them for these URLs; sizes of the
+    # plusv2 pair: two independent ComfyUI model inventories (1487555181 / 371842896 bytes). The plain
+    # FaceID pair's exact sizes were not found (ComfyUI-Manager lists ~1.07 GB / 371.8 MB): size 0 = unknown.
+    ModelFile("faceid-plusv2-sdxl", "ipadapter", "ip-adapter-faceid-plusv2_sdxl.bin", 1487555181,
+              "c6945d82b543700cc3ccbb98d363b837e9c596281607857c74b713a876daf5fb",
               f"{H94}/ip-adapter-faceid-plusv2_sdxl.bin",
               "IP-Adapter-FaceID model card: non-commercial research use (InsightFace embeddings)",
               "https://huggingface.co/h94/IP-Adapter-FaceID", False, "I2P Identity Adapter Loader",
               "FaceID Plus v2 for SDXL (default identity mode)"),
-    ModelFile("faceid-plusv2-sdxl-lora", "loras", "ip-adapter-faceid-plusv2_sdxl_lora.safetensors", 0, "",
+    ModelFile("faceid-plusv2-sdxl-lora", "loras", "ip-adapter-faceid-plusv2_sdxl_lora.safetensors", 371842896,
+              "f24b4bb2dad6638a09c00f151cde84991baf374409385bcbab53c1871a30cb7b",
               f"{H94}/ip-adapter-faceid-plusv2_sdxl_lora.safetensors",
               "IP-Adapter-FaceID model card: non-commercial research use (InsightFace embeddings)",
               "https://huggingface.co/h94/IP-Adapter-FaceID", False, "I2P Identity Adapter Loader",
-              "LoRA trained together with FaceID Plus v2 SDXL"),
-    ModelFile("faceid-sdxl", "ipadapter", "ip-adapter-faceid_sdxl.bin", 0, "",
+              "LoRA trained together with FaceID Plus v2 SDXL",
+              aliases=("ipadapter/ip-adapter-faceid-plusv2_sdxl_lora.safetensors",)),  # ComfyUI-Manager's place
+    ModelFile("faceid-sdxl", "ipadapter", "ip-adapter-faceid_sdxl.bin", 0,
+              "f455fed24e207c878ec1e0466b34a969d37bab857c5faa4e8d259a0b4ff63d7e",
               f"{H94}/ip-adapter-faceid_sdxl.bin",
               "IP-Adapter-FaceID model card: non-commercial research use (InsightFace embeddings)",
               "https://huggingface.co/h94/IP-Adapter-FaceID", False, "I2P Identity Adapter Loader",
               "FaceID (embedding only) for SDXL"),
-    ModelFile("faceid-sdxl-lora", "loras", "ip-adapter-faceid_sdxl_lora.safetensors", 0, "",
+    ModelFile("faceid-sdxl-lora", "loras", "ip-adapter-faceid_sdxl_lora.safetensors", 0,
+              "4fcf93d6e8dc8dd18f5f9e51c8306f369486ed0aa0780ade9961308aff7f0d64",
               f"{H94}/ip-adapter-faceid_sdxl_lora.safetensors",
               "IP-Adapter-FaceID model card: non-commercial research use (InsightFace embeddings)",
               "https://huggingface.co/h94/IP-Adapter-FaceID", False, "I2P Identity Adapter Loader",
-              "LoRA trained together with FaceID SDXL"),
-    ModelFile("ip-adapter-sdxl-vit-h", "ipadapter", "ip-adapter_sdxl_vit-h.safetensors", 0, "",
+              "LoRA trained together with FaceID SDXL",
+              aliases=("ipadapter/ip-adapter-faceid_sdxl_lora.safetensors",)),
+    # sha256: SwarmUI (same URL); size: a ComfyUI model inventory listing the same sha256.
+    ModelFile("ip-adapter-sdxl-vit-h", "ipadapter", "ip-adapter_sdxl_vit-h.safetensors", 698391064,
+              "ebf05d918348aec7abb02a5e9ecef77e0aaea6914a5c4ea13f50d45eb1681831",
               "https://huggingface.co/h94/IP-Adapter/resolve/main/sdxl_models/ip-adapter_sdxl_vit-h.safetensors",
               "Apache-2.0", "https://huggingface.co/h94/IP-Adapter", True, "I2P Identity Adapter Loader",
               "plain SDXL image-prompt adapter (ViT-H): the 'standard' and 'CLIP blend' modes"),
-    ModelFile("clip-vit-h-14", "clip_vision", "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors", 0, "",
+    # sha256: SwarmUI pins it for this URL under this file name; size: two ComfyUI inventories (same hash).
+    ModelFile("clip-vit-h-14", "clip_vision", "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors", 2528373448,
+              "6ca9667da1ca9e0b0f75e46bb030f7e011f44f86cbfb8d5a36590fcd7507b030",
               "https://huggingface.co/h94/IP-Adapter/resolve/main/models/image_encoder/model.safetensors",
               "MIT (OpenCLIP LAION-2B ViT-H/14)", "https://huggingface.co/laion/CLIP-ViT-H-14-laion2B-s32B-b79K",
               True, "CLIPVisionLoader (core)", "image encoder for every CLIP-based identity mode",
               aliases=("model.safetensors",)),
     # ---- face analysis (InsightFace buffalo_l pack) --------------------------------------------
+    # Download unit: the five files one by one (the URLs ComfyUI-Manager uses), each verified, resumable,
+    # written straight to models/insightface/models/buffalo_l/ where IPAdapter_plus and ReActor (which
+    # unzips buffalo_l.zip there) read them; no zip, so no extraction step and no unverified archive.
+    # sha256: ReActor README ("safe to use models have the following hash"), also pinned by
+    # SwarmUI-FaceTools; sizes: deep-live-cam's model manifest (same hashes).
     *[
-        ModelFile(f"buffalo_l-{name.split('.')[0]}", "insightface", f"models/buffalo_l/{name}", 0, "",
+        ModelFile(f"buffalo_l-{name.split('.')[0]}", "insightface", f"models/buffalo_l/{name}", size, sha,
                   f"https://huggingface.co/public-data/insightface/resolve/main/models/buffalo_l/{name}",
                   NON_COMMERCIAL_INSIGHTFACE, INSIGHTFACE_LICENSE_URL, False, "I2P Face Analyzer Loader",
                   role, group="buffalo_l")
-        for name, role in (
-            ("det_10g.onnx", "SCRFD-10G face detector"),
-            ("w600k_r50.onnx", "ArcFace R50 identity embedding"),
-            ("genderage.onnx", "gender and age"),
-            ("2d106det.onnx", "106-point 2D landmarks"),
-            ("1k3d68.onnx", "68-point 3D landmarks"),
+        for name, role, size, sha in (
+            ("det_10g.onnx", "SCRFD-10G face detector", 16923827,
+             "5838f7fe053675b1c7a08b633df49e7af5495cee0493c7dcf6697200b85b5b91"),
+            ("w600k_r50.onnx", "ArcFace R50 identity embedding", 174383860,
+             "4c06341c33c2ca1f86781dab0e829f88ad5b64be9fba56e56bc9ebdefc619e43"),
+            ("genderage.onnx", "gender and age", 1322532,
+             "4fde69b1c810857b88c64a335084f1c3fe8f01246c9a191b48c7bb756d6652fb"),
+            ("2d106det.onnx", "106-point 2D landmarks", 5030888,
+             "f001b856447c413801ef5c42091ed0cd516fcd21f2d6b79635b1e733a7109dbf"),
+            ("1k3d68.onnx", "68-point 3D landmarks", 143607619,
+             "df5c06b8a0c12e422b2ed8947b8869faa4105387f199c477af038aa01f9a45cc"),
         )
     ],
     # ---- face parsing ----------------------------------------------------------------------------
-    ModelFile("bisenet-face-parsing", "facedetection", "parsing_bisenet.pth", 0, "",
+    # size: SimpleSDXL's model list (facexlib's file); no published sha256 found -> download needs
+    # --allow-unverified. ReActor/CodeFormer fetch the same name from sczhou/CodeFormer v0.1.0.
+    ModelFile("bisenet-face-parsing", "facedetection", "parsing_bisenet.pth", 53289463, "",
               "https://github.com/xinntao/facexlib/releases/download/v0.2.0/parsing_bisenet.pth",
               "MIT (face-parsing.PyTorch / facexlib)", "https://github.com/zllrunning/face-parsing.PyTorch",
               True, "I2P Face Parsing Mask", "BiSeNet, 19 CelebAMask-HQ classes",
               aliases=("79999_iter.pth",)),
     # ---- face swap -------------------------------------------------------------------------------
-    ModelFile("inswapper_128", "insightface", "inswapper_128.onnx", 0, "",
+    # sha256 + size: ReActor README, deep-live-cam manifest and several projects pinning this URL.
+    ModelFile("inswapper_128", "insightface", "inswapper_128.onnx", 554253681,
+              "e4a3f08c753cb72d04e10aa0f7dbe3deebbf39567d4ead6dce08e98aa49e16af",
               "https://huggingface.co/ezioruan/inswapper_128.onnx/resolve/main/inswapper_128.onnx",
               NON_COMMERCIAL_INSIGHTFACE, INSIGHTFACE_LICENSE_URL, False, "I2P Face Swap",
               "InsightFace inswapper_128 (fp32)"),
-    ModelFile("inswapper_128-fp16", "insightface", "inswapper_128.fp16.onnx", 0, "",
-              "https://huggingface.co/facefusion/models/resolve/main/inswapper_128_fp16.onnx",
+    # sha256 + size: deep-live-cam's manifest for this URL; VisoMaster pins the same hash for its
+    # inswapper_128.fp16.onnx (the file name used here).
+    ModelFile("inswapper_128-fp16", "insightface", "inswapper_128.fp16.onnx", 277680638,
+              "6d51a9278a1f650cffefc18ba53f38bf2769bf4bbff89267822cf72945f8a38b",
+              "https://huggingface.co/hacksider/deep-live-cam/resolve/main/inswapper_128_fp16.onnx",
               NON_COMMERCIAL_INSIGHTFACE, INSIGHTFACE_LICENSE_URL, False, "I2P Face Swap",
               "InsightFace inswapper_128 (fp16)", aliases=("inswapper_128_fp16.onnx",)),
+    # URLs: ghost's download_models.sh (release tags sber-swap-v2.0 and arcface of the renamed
+    # sberbank-ai/sber-swap repo). No published sha256 or size found for either file.
     ModelFile("ghost-unet-2blocks", "ghost", "G_unet_2blocks.pth", 0, "",
-              "https://github.com/ai-forever/ghost/releases/download/v2/G_unet_2blocks.pth",
+              "https://github.com/ai-forever/ghost/releases/download/sber-swap-v2.0/G_unet_2blocks.pth",
               "Apache-2.0 (ai-forever/ghost)", "https://github.com/ai-forever/ghost", True, "I2P Face Swap",
               "Ghost AEI-Net generator, 256 px"),
     ModelFile("ghost-arcface", "ghost", "backbone.pth", 0, "",
               "https://github.com/ai-forever/ghost/releases/download/arcface/backbone.pth",
-              "Apache-2.0 (ai-forever/ghost)", "https://github.com/ai-forever/ghost", True, "I2P Face Swap",
-              "ArcFace (iresnet100) used by Ghost for its source identity"),
+              "Published in ai-forever/ghost (Apache-2.0 repo), but an InsightFace arcface_torch iresnet100 "
+              "trained on MS1M: treated as non-commercial like other InsightFace recognition weights",
+              "https://github.com/deepinsight/insightface/tree/master/recognition/arcface_torch", False,
+              "I2P Face Swap", "ArcFace (iresnet100) used by Ghost for its source identity"),
     # ---- face restore ----------------------------------------------------------------------------
-    ModelFile("gfpgan-v1.4", "facerestore_models", "GFPGANv1.4.pth", 0, "",
+    # sha256 + size: ReActor's download list (via SwarmUI-FaceTools) and several projects pinning it.
+    ModelFile("gfpgan-v1.4", "facerestore_models", "GFPGANv1.4.pth", 348632874,
+              "e2cd4703ab14f4d01fd1383a8a8b266f9a5833dacee8e6a79d3bf21a1b6be5ad",
               "https://github.com/TencentARC/GFPGAN/releases/download/v1.3.0/GFPGANv1.4.pth",
               "Apache-2.0 (GFPGAN; includes NVIDIA StyleGAN2 ops licence terms)",
               "https://github.com/TencentARC/GFPGAN/blob/master/LICENSE", True, "I2P Face Restore",
               "GFPGAN v1.4 face restoration (loaded through spandrel)"),
     # ---- content safety --------------------------------------------------------------------------
-    ModelFile("nsfw-vit", "nsfw_detector", "vit-base-nsfw-detector/model.safetensors", 0, "",
-              "https://huggingface.co/Falconsai/nsfw_image_detection/resolve/main/model.safetensors",
-              "Apache-2.0", "https://huggingface.co/Falconsai/nsfw_image_detection", True,
-              "I2P Face Swap (content-safety gate)", "ViT image classifier: normal / nsfw",
+    # ReActor's vit-base-nsfw-detector folder holds AdamCodd/vit-base-nsfw-detector (ViT-B/16, 384 px,
+    # labels sfw/nsfw). sha256: SwarmUI-FaceTools; config.json: 715 bytes per the hub listing, no
+    # published sha256.
+    ModelFile("nsfw-vit", "nsfw_detector", "vit-base-nsfw-detector/model.safetensors", 0,
+              "266efb8bf67c1e865a577222fbbd6ddb149b9e00ba0d2b50466a034837f026a4",
+              "https://huggingface.co/AdamCodd/vit-base-nsfw-detector/resolve/main/model.safetensors",
+              "Apache-2.0", "https://huggingface.co/AdamCodd/vit-base-nsfw-detector", True,
+              "I2P Face Swap (content-safety gate)", "ViT image classifier: sfw / nsfw",
               group="nsfw-vit"),
-    ModelFile("nsfw-vit-config", "nsfw_detector", "vit-base-nsfw-detector/config.json", 0, "",
-              "https://huggingface.co/Falconsai/nsfw_image_detection/resolve/main/config.json",
-              "Apache-2.0", "https://huggingface.co/Falconsai/nsfw_image_detection", True,
+    ModelFile("nsfw-vit-config", "nsfw_detector", "vit-base-nsfw-detector/config.json", 715, "",
+              "https://huggingface.co/AdamCodd/vit-base-nsfw-detector/resolve/main/config.json",
+              "Apache-2.0", "https://huggingface.co/AdamCodd/vit-base-nsfw-detector", True,
               "I2P Face Swap (content-safety gate)", "its configuration", group="nsfw-vit"),
     # ---- generation --------------------------------------------------------------------------------
+    # No single-file RealVisXL V4.0 inpainting is published on Hugging Face (SG161222/RealVisXL_V4.0 has
+    # only the base file; OzzyGT/RealVisXL_V4.0_inpainting is a diffusers folder). The single file is the
+    # "V4.0 Inpainting" version on the Civitai model page: a manual download, no sha256 here.
     ModelFile("realvisxl-v4-inpainting", "checkpoints", "RealVisXL_V4.0_inpainting.safetensors", 0, "",
-              "https://huggingface.co/OzzyGT/RealVisXL_V4.0_inpainting/resolve/main/RealVisXL_V4.0_inpainting.safetensors",
+              "https://civitai.com/models/139562",
               "CreativeML OpenRAIL++-M (use restrictions apply)", "https://huggingface.co/SG161222/RealVisXL_V4.0",
               True, "CheckpointLoaderSimple (core) -> I2P Face Inpaint",
               "SDXL 9-channel inpainting checkpoint (RealVisXL V4.0)"),

@@ -1,0 +1,103 @@
+"""The node classes: widgets, outputs, text, the identity report, and the error before sampling."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from packload import load_pack, pack_module
+from test_inpaint_flow import FakeBackend, couple, face_at
+
+fi = pack_module("core.face_inpaint")
+ft = pack_module("core.face_types")
+sampling = pack_module("core.inpaint_sampling")
+node_mod = pack_module("nodes.face_inpaint")
+errors = pack_module("core.errors")
+
+
+class FakeModel:
+    def __init__(self, identity=None, concat_keys=()):
+        self.model_options = {"transformer_options": {"i2p_identity": identity} if identity else {}}
+        self.model = type("Inner", (), {"concat_keys": concat_keys})()
+
+
+def widgets(**over):
+    w = dict(seed=7, steps=3, cfg=5.0, sampler_name="euler", scheduler="normal", denoise=0.5, target_size=256,
+             context=2.0, blend=8, batch_count=2)
+    w.update(over)
+    return w
+
+
+def test_nodes_are_registered():
+    pack = load_pack()
+    assert pack.NODE_CLASS_MAPPINGS["I2PFaceInpaint"] is node_mod.I2PFaceInpaint
+    assert pack.NODE_CLASS_MAPPINGS["I2PFacePrePaste"] is node_mod.I2PFacePrePaste
+    spec = node_mod.I2PFaceInpaint.INPUT_TYPES()["required"]
+    assert spec["target_size"][1]["default"] == 1024 and "euler" in spec["sampler_name"][0]
+
+
+def test_inpaint_node_runs_with_injected_sampler(monkeypatch):
+    image, mask, faces = couple()
+    backend = FakeBackend(steps=3)
+    seen = {}
+
+    def fake_comfy_sampling(model, vae, positive, negative, **kw):
+        seen.update(kw)
+        fns = backend.fns()
+        fns.inpaint_model = sampling.is_inpaint_model(model)
+        return fns
+
+    monkeypatch.setattr(sampling, "comfy_sampling", fake_comfy_sampling)
+    model = FakeModel({"mode": "faceid_plus_v2", "weight": 1.0, "start_at": 0.0, "stop_at": 0.7},
+                      concat_keys=("mask", "masked_image"))
+    out = node_mod.I2PFaceInpaint().inpaint(model, [], [], object(), torch.from_numpy(image[None] / 255.0).float(),
+                                           torch.from_numpy(mask[None]), faces, **widgets())
+    img, preview, text = out["result"]
+    assert img.shape == (2, 360, 640, 3) and img.dtype == torch.float32
+    assert preview.shape == (2, 384, 768, 3)
+    assert seen == {"steps": 3, "cfg": 5.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 0.5}
+    assert "steps 1..2 of 3" in text and "inpainting checkpoint" in text
+    assert "concat_latent_image" in backend.calls[0][2][0][1]
+    back = np.clip(np.rint(img[0].numpy() * 255), 0, 255).astype(np.uint8)
+    far = np.ones(mask.shape, bool)
+    far[:140, :130] = False
+    far[160:, 410:] = False
+    assert np.array_equal(back[far], image[far])
+    assert out["ui"]["text"] == [text]
+
+
+def test_inpaint_node_rejects_bad_mask_before_building_the_sampler(monkeypatch):
+    image, mask, faces = couple()
+
+    def must_not_run(*a, **k):
+        raise AssertionError("sampler built despite bad input")
+
+    monkeypatch.setattr(sampling, "comfy_sampling", must_not_run)
+    with pytest.raises(errors.I2PError, match="input 'mask'"):
+        node_mod.I2PFaceInpaint().inpaint(FakeModel(), [], [], object(), torch.from_numpy(image[None] / 255.0).float(),
+                                         torch.ones(1, 360, 640), faces, **widgets())
+
+
+def test_plain_model_is_not_an_inpainting_model_and_outside_comfyui_sampler_is_refused():
+    assert not sampling.is_inpaint_model(FakeModel())
+    assert sampling.is_inpaint_model(FakeModel(concat_keys=("mask", "masked_image")))
+    assert sampling.identity_info(FakeModel({"mode": "x"})) == {"mode": "x"}
+    with pytest.raises(errors.I2PError, match="inside ComfyUI"):
+        sampling.comfy_sampling(FakeModel(), None, [], [], steps=1, cfg=1.0, sampler_name="euler",
+                                scheduler="normal", denoise=1.0)
+
+
+def test_prepaste_node():
+    target = np.full((300, 400, 3), 90, np.uint8)
+    source = np.full((200, 200, 3), 210, np.uint8)
+    mask = np.zeros((1, 300, 400), np.float32)
+    mask[0, 100:200, 150:250] = 1
+    faces = ft.Faces([ft.FaceSet((300, 400), [face_at(200, 150, 100)])])
+    src_faces = ft.Faces([ft.FaceSet((200, 200), [face_at(100, 100, 120)])])
+    out = node_mod.I2PFacePrePaste().paste(torch.from_numpy(target[None] / 255.0).float(), torch.from_numpy(mask),
+                                           faces, torch.from_numpy(source[None] / 255.0).float(), src_faces, 0.0, 4)
+    img, text = out["result"]
+    assert img.shape == (1, 300, 400, 3)
+    arr = np.clip(np.rint(img[0].numpy() * 255), 0, 255).astype(np.uint8)
+    assert arr[150, 200, 0] == 210 and np.array_equal(arr[mask[0] == 0], target[mask[0] == 0])
+    assert "landmark fit error" in text

@@ -1,0 +1,239 @@
+"""IP-Adapter files (FaceID Plus v2 / v1, FaceID, plain ViT-H image adapter): reading, variant
+detection from the state dict, and the checks that catch a wrong file before sampling starts.
+
+Layouts in the wild: the original ``.bin`` is ``{"image_proj": {...}, "ip_adapter": {...}}``;
+``.safetensors`` conversions use flat ``image_proj.*`` / ``ip_adapter.*`` keys. ``ip_adapter`` holds
+``"{2i+1}.to_k_ip.weight"`` / ``to_v_ip`` for the i-th cross-attention layer in diffusers'
+attention-processor order (FaceID files also carry their LoRA there as ``*_lora.*``; it is not
+used: the separate LoRA file is applied to the MODEL instead, as IPAdapter_plus does).
+
+The family comes from the keys (``perceiver_resampler.*`` = FaceID Plus, ``norm.weight`` + ``proj.0``
+= FaceID, ``proj.weight`` = plain). v1 and v2 Plus have identical layouts: only the file name tells
+them apart (IPAdapter_plus keys off ``plusv2`` too); ``plus_version`` overrides it.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..core.errors import I2PError
+
+NODE = "I2P Identity Adapter Loader"
+
+FACEID_PLUS = "faceid_plus"
+FACEID = "faceid"
+PLAIN = "plain"
+IP_PLUS = "ip_plus"  # ip-adapter-plus(-face): a resampler over CLIP tokens, not supported here
+
+FAMILY_NAMES = {FACEID_PLUS: "FaceID Plus", FACEID: "FaceID", PLAIN: "IP-Adapter (image prompt)",
+                IP_PLUS: "IP-Adapter Plus"}
+
+# to_k_ip output widths in attention-processor order (down blocks, up blocks, mid block).
+SDXL_WIDTHS = [640] * 4 + [1280] * 20 + [1280] * 30 + [640] * 6 + [1280] * 10
+SD15_WIDTHS = [320] * 2 + [640] * 2 + [1280] * 2 + [1280] * 3 + [640] * 3 + [320] * 3 + [1280]
+BASE_CONTEXT = {"SDXL": 2048, "SD1.5": 768}
+CLIP_NAMES = {1280: "CLIP ViT-H/14 (hidden 1280, projection 1024)",
+              1664: "CLIP ViT-bigG/14 (hidden 1664, projection 1280)",
+              1024: "CLIP ViT-L/14 (hidden 1024, projection 768)"}
+
+
+@dataclass
+class IPAdapter:
+    """A loaded adapter: the projection's state dict, the per-layer key/value weights, and what the
+    file needs (base model, CLIP widths)."""
+
+    name: str
+    family: str
+    is_v2: bool
+    base: str  # "SDXL" / "SD1.5" / "unknown"
+    image_proj: dict
+    to_k_ip: list  # torch tensors (C_i, D), one per cross-attention layer in processor order
+    to_v_ip: list
+    token_dim: int  # D, the cross-attention context width the adapter was trained for
+    clip_hidden: int | None = None  # CLIP hidden width the resampler reads (Plus)
+    clip_projection: int | None = None  # CLIP image_embeds width (plain adapter)
+    notes: list[str] = field(default_factory=list)
+    _projection: object = None
+
+    @property
+    def uses_clip(self) -> bool:
+        return self.family in (FACEID_PLUS, PLAIN)
+
+    @property
+    def uses_arcface(self) -> bool:
+        return self.family in (FACEID_PLUS, FACEID)
+
+    @property
+    def title(self) -> str:
+        t = FAMILY_NAMES[self.family]
+        if self.family == FACEID_PLUS:
+            t += " v2" if self.is_v2 else " v1"
+        return f"{t} ({self.base})"
+
+    def projection(self):
+        """The diffusers projection module, built on first use (CPU, float32)."""
+        if self._projection is None:
+            from ..core.identity_projection import build_projection
+
+            self._projection = build_projection(self.image_proj)
+        return self._projection
+
+    def describe(self) -> str:
+        lines = [f"{self.name}: {self.title}, {len(self.to_k_ip)} cross-attention layers, "
+                 f"context width {self.token_dim}"]
+        if self.clip_hidden:
+            lines.append(f"needs {CLIP_NAMES.get(self.clip_hidden, f'a CLIP with hidden width {self.clip_hidden}')}")
+        if self.clip_projection:
+            lines.append(f"needs a CLIP vision model with image_embeds width {self.clip_projection}")
+        return "\n".join(lines + self.notes)
+
+
+def read_state_dict(path: str | os.PathLike) -> dict:
+    """{"image_proj": {...}, "ip_adapter": {...}} from either layout."""
+    from ..core import comfy_adapter
+
+    path = Path(path)
+    try:
+        sd = comfy_adapter.load_torch_file(path, safe_load=True)
+    except Exception as exc:  # a truncated download or a pickle that is not weights-only
+        raise I2PError(NODE, "ipadapter_file", f"'{path.name}' could not be read as a weights file ({exc}).",
+                       "download it again (it may be truncated) or pick another file.") from exc
+    if "image_proj" in sd and "ip_adapter" in sd and isinstance(sd["image_proj"], dict):
+        return {"image_proj": dict(sd["image_proj"]), "ip_adapter": dict(sd["ip_adapter"])}
+    out: dict = {"image_proj": {}, "ip_adapter": {}}
+    for key, value in sd.items():
+        head, _, rest = key.partition(".")
+        if head in out:
+            out[head][rest] = value
+    if not out["image_proj"] or not out["ip_adapter"]:
+        raise I2PError(NODE, "ipadapter_file",
+                       f"'{path.name}' is not an IP-Adapter file (no image_proj / ip_adapter weights).",
+                       "pick an IP-Adapter file from models/ipadapter (e.g. ip-adapter-faceid-plusv2_sdxl.bin).")
+    return out
+
+
+def detect_family(image_proj: dict) -> str:
+    if "perceiver_resampler.proj_in.weight" in image_proj:
+        return FACEID_PLUS
+    if "norm.weight" in image_proj and "proj.0.weight" in image_proj and "proj.2.weight" in image_proj:
+        return FACEID
+    if "proj.weight" in image_proj:
+        return PLAIN
+    if "latents" in image_proj:
+        return IP_PLUS
+    return "unknown"
+
+
+def _layer_weights(ip_adapter: dict, which: str) -> list:
+    idx = sorted(int(k.split(".")[0]) for k in ip_adapter if k.endswith(f".{which}.weight"))
+    return [ip_adapter[f"{i}.{which}.weight"] for i in idx]
+
+
+def detect_base(widths: list[int], token_dim: int) -> str:
+    if widths == SDXL_WIDTHS:
+        return "SDXL"
+    if widths == SD15_WIDTHS or len(widths) == 16 or token_dim == 768:
+        return "SD1.5"
+    return "unknown"
+
+
+def load_ipadapter(path: str | os.PathLike, plus_version: str = "auto") -> IPAdapter:
+    """Read and classify an adapter file; raises I2PError for anything this pack cannot run."""
+    path = Path(path)
+    sd = read_state_dict(path)
+    family = detect_family(sd["image_proj"])
+    if family in ("unknown", IP_PLUS):
+        what = "an IP-Adapter Plus (CLIP-token resampler)" if family == IP_PLUS else "an unknown adapter type"
+        raise I2PError(NODE, "ipadapter_file", f"'{path.name}' is {what}; identity needs FaceID Plus v2, "
+                       "FaceID or the plain ViT-H image adapter.",
+                       "pick ip-adapter-faceid-plusv2_sdxl.bin (or ip-adapter-faceid_sdxl.bin / ip-adapter_sdxl_vit-h.safetensors).")
+    k = _layer_weights(sd["ip_adapter"], "to_k_ip")
+    v = _layer_weights(sd["ip_adapter"], "to_v_ip")
+    if not k or len(k) != len(v):
+        raise I2PError(NODE, "ipadapter_file", f"'{path.name}' has no complete to_k_ip/to_v_ip weights.",
+                       "download the file again.")
+    widths = [int(w.shape[0]) for w in k]
+    token_dim = int(k[0].shape[1])
+    base = detect_base(widths, token_dim)
+    notes: list[str] = []
+    lname = path.name.lower()
+    is_v2 = False
+    if family == FACEID_PLUS:
+        if plus_version == "v2":
+            is_v2 = True
+        elif plus_version == "v1":
+            is_v2 = False
+        else:
+            is_v2 = "plusv2" in lname or "plus_v2" in lname or "plus-v2" in lname
+            if not is_v2 and "plus" not in lname:
+                is_v2 = True  # the only FaceID Plus for SDXL is v2
+                notes.append("FaceID Plus v1 and v2 have the same layout; the file name does not say, "
+                             "so v2 is assumed (set plus_version to override).")
+    ip = sd["image_proj"]
+    clip_hidden = int(ip["perceiver_resampler.proj_in.weight"].shape[1]) if family == FACEID_PLUS else None
+    clip_proj = int(ip["proj.weight"].shape[1]) if family == PLAIN else None
+    return IPAdapter(name=path.name, family=family, is_v2=is_v2, base=base, image_proj=ip,
+                     to_k_ip=k, to_v_ip=v, token_dim=token_dim, clip_hidden=clip_hidden,
+                     clip_projection=clip_proj, notes=notes)
+
+
+# ------------------------------------------------------------------------------------------- checks
+def check_for_model(adapter: IPAdapter, model_context_dim: int | None, node: str, n_layers: int = 70) -> None:
+    """The adapter must be an SDXL one (70 layers) matching the MODEL's context width."""
+    if adapter.base != "SDXL" or len(adapter.to_k_ip) != n_layers:
+        raise I2PError(node, "adapter",
+                       f"'{adapter.name}' is an {adapter.base} adapter ({len(adapter.to_k_ip)} cross-attention "
+                       f"layers, context width {adapter.token_dim}) but the MODEL is SDXL "
+                       f"({n_layers} layers, context width {model_context_dim or 2048}).",
+                       "load the SDXL version of the adapter (e.g. ip-adapter-faceid-plusv2_sdxl.bin).")
+    if model_context_dim is not None and model_context_dim != adapter.token_dim:
+        raise I2PError(node, "adapter",
+                       f"'{adapter.name}' expects a context width of {adapter.token_dim} but the MODEL's is "
+                       f"{model_context_dim}.", "use an SDXL checkpoint with this SDXL adapter.")
+
+
+def check_for_clip(adapter: IPAdapter, clip_hidden: int | None, clip_projection: int | None, clip_name: str,
+                   node: str) -> None:
+    """The CLIP_VISION model must have the widths the adapter was trained on (ViT-H for these files)."""
+    if adapter.clip_hidden and clip_hidden is not None and clip_hidden != adapter.clip_hidden:
+        raise I2PError(node, "clip_vision",
+                       f"'{adapter.name}' needs {CLIP_NAMES.get(adapter.clip_hidden, f'hidden width {adapter.clip_hidden}')}"
+                       f" but '{clip_name}' is {CLIP_NAMES.get(clip_hidden, f'a CLIP with hidden width {clip_hidden}')}.",
+                       "load CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors with the core CLIPVisionLoader.")
+    if adapter.clip_projection and clip_projection is not None and clip_projection != adapter.clip_projection:
+        raise I2PError(node, "clip_vision",
+                       f"'{adapter.name}' needs a CLIP with image_embeds width {adapter.clip_projection} but "
+                       f"'{clip_name}' gives width {clip_projection}.",
+                       "use the matching CLIP vision model (ViT-H for *_vit-h adapters, ViT-bigG for ip-adapter_sdxl).")
+
+
+# -------------------------------------------------------------------------------------------- LoRA
+def lora_name_for(adapter_name: str) -> str | None:
+    """The LoRA file trained with a FaceID adapter: ``<stem>_lora.safetensors``."""
+    stem = adapter_name.rsplit("/", 1)[-1]
+    for ext in (".safetensors", ".bin"):
+        if stem.endswith(ext):
+            stem = stem[: -len(ext)]
+    return f"{stem}_lora.safetensors" if "faceid" in stem.lower() else None
+
+
+def apply_lora(model, adapter: IPAdapter, strength: float):
+    """Apply the FaceID LoRA to the MODEL with ComfyUI's own LoRA loader. Returns (model, message)."""
+    from ..core import comfy_adapter
+
+    name = lora_name_for(adapter.name)
+    if name is None:
+        return model, "no LoRA: this adapter was not trained with one."
+    if strength == 0:
+        return model, f"LoRA {name} not applied (lora_strength is 0)."
+    path = comfy_adapter.find_model("loras", name)
+    if path is None:
+        return model, (f"LoRA {name} is MISSING from models/loras: the adapter runs without the LoRA it was "
+                       "trained with, so likeness will be weaker. Put the file there to use it.")
+    comfy_sd = comfy_adapter.comfy_module("comfy.sd")
+    if comfy_sd is None or not hasattr(model, "clone"):
+        return model, f"LoRA {name} found but NOT applied: ComfyUI is not running (it applies LoRAs)."
+    lora = comfy_adapter.load_torch_file(path, safe_load=True)
+    patched, _ = comfy_sd.load_lora_for_models(model, None, lora, strength, 0)
+    return patched, f"LoRA {name} applied at strength {strength:g}."

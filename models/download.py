@@ -238,6 +238,7 @@ def _fetch_into_part(entry: ModelFile, part: Path, timeout: float, show_progress
                 log(f"{entry.id}: the server does not support resuming (HTTP {status}); starting over")
             offset = 0
             mode = "wb"
+        part.parent.mkdir(parents=True, exist_ok=True)  # only now: a 404 leaves no empty folders behind
         length = response.headers.get("Content-Length")
         remaining = int(length) if length and length.isdigit() else None
         total = offset + remaining if remaining is not None else (entry.size or 0)
@@ -342,7 +343,6 @@ def download(entry: ModelFile, models_root: Path, *, force: bool = False, allow_
                            "re-run with --force to replace it with a verified download.")
         log(f"{entry.id}: {present} has the wrong sha256; downloading a replacement (--force)")
 
-    final.parent.mkdir(parents=True, exist_ok=True)
     part = part_path(final)
     attempt = 0
     while True:

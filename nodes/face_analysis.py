@@ -1,0 +1,156 @@
+"""Face analysis nodes: load an InsightFace pack, detect and select faces (FACES for every later stage)."""
+from __future__ import annotations
+
+from ..core import comfy_adapter
+from ..core.errors import I2PError
+from ..core.face_select import GENDERS, ORDERS
+from ..core.face_types import ANALYZER_TYPE, FACES_TYPE
+
+PROVIDER_CHOICES = ["auto", "CPU", "CUDA", "TensorRT", "ROCm", "DirectML", "CoreML", "OpenVINO"]
+NO_FACE_CHOICES = ["error", "pass through"]
+
+
+def _packs() -> list[str]:
+    from ..core.face_analysis import list_packs
+
+    try:
+        return list_packs()
+    except OSError:
+        return ["buffalo_l"]
+
+
+class I2PFaceAnalyzerLoader:
+    DESCRIPTION = (
+        "Loads an InsightFace pack (buffalo_l: SCRFD detector, ArcFace identity, gender/age, landmarks) from "
+        "models/insightface/models/<pack>. Reports the execution provider each model really runs on. "
+        "InsightFace models are licensed for non-commercial research use only."
+    )
+    CATEGORY = "IP-to-Portrait/faces"
+    FUNCTION = "load"
+    RETURN_TYPES = (ANALYZER_TYPE, "STRING")
+    RETURN_NAMES = ("analyzer", "info")
+    OUTPUT_TOOLTIPS = (
+        "The loaded face analyzer, for I2P Detect Faces and the identity nodes.",
+        "Which provider (CPU, CUDA, ...) each model file really got, and the pack's licence.",
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "pack": (_packs(), {"default": "buffalo_l",
+                                    "tooltip": "Folder under models/insightface/models. buffalo_l is what "
+                                               "IPAdapter_plus and ReActor use."}),
+                "provider": (PROVIDER_CHOICES, {"default": "auto",
+                                                "tooltip": "ONNX execution provider. auto = the best one this "
+                                                           "onnxruntime offers. CUDA needs onnxruntime-gpu."}),
+            }
+        }
+
+    def load(self, pack: str, provider: str):
+        from ..core.face_analysis import load_analyzer
+        from ..models import manifest
+
+        analyzer = load_analyzer(pack, provider)
+        licence = manifest.license_text("insightface", f"models/{pack}/det_10g.onnx") if pack == "buffalo_l" \
+            else f"{pack}: InsightFace pack - check its licence (InsightFace models are non-commercial)."
+        text = analyzer.describe() + "\nlicence: " + licence
+        return {"ui": {"text": [text]}, "result": (analyzer, text)}
+
+
+class I2PDetectFaces:
+    DESCRIPTION = (
+        "Finds the faces in every image of the batch, computes their ArcFace identity embeddings, and selects "
+        "which ones later nodes work on and in which order (largest first, left to right, an index list such "
+        "as '1,0', ...). The preview shows each selected face with its index."
+    )
+    CATEGORY = "IP-to-Portrait/faces"
+    FUNCTION = "detect"
+    RETURN_TYPES = (FACES_TYPE, "IMAGE", "STRING")
+    RETURN_NAMES = ("faces", "preview", "info")
+    OUTPUT_TOOLTIPS = (
+        "The selected faces of every image, in selection order: face 0, face 1, ...",
+        "The images with each selected face's box, landmarks and index drawn.",
+        "One line per image: faces found, faces selected, sizes, scores, gender/age.",
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "analyzer": (ANALYZER_TYPE, {"tooltip": "From I2P Face Analyzer Loader."}),
+                "image": ("IMAGE", {"tooltip": "One image or a batch; each image is analysed on its own."}),
+                "order": (list(ORDERS), {"default": "largest",
+                                         "tooltip": "Order of the selected faces. For a couple photo "
+                                                    "'left-right' makes face 0 the left person."}),
+                "indices": ("STRING", {"default": "",
+                                       "tooltip": "Which faces to keep, as positions in that order: '0' = the "
+                                                  "first, '1,0' = second then first. Empty = all."}),
+                "gender": (list(GENDERS), {"default": "any",
+                                           "tooltip": "Keep only faces the gender model reads as this."}),
+                "min_size": ("INT", {"default": 0, "min": 0, "max": 8192, "step": 1,
+                                     "tooltip": "Ignore faces smaller than this (pixels, geometric mean of "
+                                                "box width and height)."}),
+                "threshold": ("FLOAT", {"default": 0.5, "min": 0.05, "max": 0.99, "step": 0.01,
+                                        "tooltip": "Detection confidence needed. Lower finds more (and "
+                                                   "more false) faces."}),
+                "det_size": ("INT", {"default": 640, "min": 128, "max": 2048, "step": 32,
+                                     "tooltip": "Detector input size. If nothing is found, smaller sizes "
+                                                "down to 320 are tried automatically."}),
+                "if_no_face": (NO_FACE_CHOICES, {"default": "error",
+                                                 "tooltip": "error: stop with a message naming the image. "
+                                                            "pass through: continue with no face for that "
+                                                            "image (later nodes leave it unchanged)."}),
+            }
+        }
+
+    def detect(self, analyzer, image, order, indices, gender, min_size, threshold, det_size, if_no_face):
+        from ..core.face_analysis import FaceSelectionError, draw_faces, select_faces
+        from ..core.face_types import Faces, FaceSet
+        from ..core.images import from_rgb_uint8, to_rgb_uint8
+
+        node = "I2P Detect Faces"
+        if not hasattr(analyzer, "detect"):
+            raise I2PError(node, "analyzer", "this is not a face analyzer.",
+                           "connect the output of I2P Face Analyzer Loader.")
+        try:
+            images = to_rgb_uint8(image)
+        except ValueError as exc:
+            raise I2PError(node, "image", str(exc), "connect an IMAGE.") from None
+        sets, previews, lines = [], [], []
+        with comfy_adapter.Progress(len(images), desc="I2P detect faces") as progress:
+            for b, rgb in enumerate(images):
+                found = analyzer.detect(rgb, threshold=threshold, det_size=det_size)
+                try:
+                    chosen = select_faces(found, indices, order, gender, min_size)
+                except FaceSelectionError as exc:
+                    raise I2PError(node, "indices", f"image {b} of the batch: {exc}.",
+                                   "change 'indices', 'gender' or 'min_size', or look at the preview.") from None
+                if not chosen and if_no_face == "error":
+                    why = ("no face was detected" if not found else
+                           f"{len(found)} face(s) detected but none passed gender='{gender}', min_size={min_size}")
+                    raise I2PError(node, "image", f"image {b} of the batch: {why}.",
+                                   "use a photo with a visible face, lower 'threshold', relax the filters, or "
+                                   "set if_no_face to 'pass through' to leave such images unchanged.")
+                sets.append(FaceSet(image_size=rgb.shape[:2], faces=chosen))
+                preview = draw_faces(rgb, chosen)
+                previews.append(preview)
+                desc = ", ".join(
+                    f"#{i}: {f.size:.0f}px score {f.det_score:.2f}"
+                    + (f" {f.gender} {f.age}" if f.gender else "") for i, f in enumerate(chosen))
+                lines.append(f"image {b}: {len(found)} found, {len(chosen)} selected" + (f" ({desc})" if desc else ""))
+                from PIL import Image
+
+                progress.update(1, preview=Image.fromarray(preview))
+        faces = Faces(sets=sets, analyzer=analyzer.device_label)
+        return (faces, from_rgb_uint8(previews), "\n".join(lines))
+
+
+NODE_CLASS_MAPPINGS = {
+    "I2PFaceAnalyzerLoader": I2PFaceAnalyzerLoader,
+    "I2PDetectFaces": I2PDetectFaces,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "I2PFaceAnalyzerLoader": "I2P Face Analyzer Loader",
+    "I2PDetectFaces": "I2P Detect Faces",
+}

@@ -1,0 +1,105 @@
+"""Face restoration (GFPGAN v1.4 and other face-restoration models spandrel recognises).
+
+Each selected face is aligned to the 512 FFHQ template from its 5 landmarks, restored, and pasted
+back through a soft face-only mask. ComfyUI's own ``ImageUpscaleWithModel`` cannot do this (it
+passes a channels-last view that GFPGAN rejects), so tensors here are made contiguous explicitly.
+``strength`` blends restored and original on the face only; 0 returns the input unchanged.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import comfy_adapter, face_paste
+from .errors import I2PError
+from .face_types import Face
+
+NODE = "I2P Face Restore"
+_cache: dict[tuple, "Restorer"] = {}
+_lock = threading.Lock()
+
+
+class Restorer:
+    """A spandrel face-restoration model behind ComfyUI's memory management."""
+
+    size = 512
+
+    def __init__(self, path: Path, node: str = NODE):
+        import spandrel
+
+        self.path = Path(path)
+        try:
+            descriptor = spandrel.ModelLoader().load_from_file(str(path))
+        except Exception as exc:  # spandrel raises several types for unknown files
+            if isinstance(exc, comfy_adapter.interrupt_exception_types()):
+                raise
+            raise I2PError(node, "restore_model", f"{self.path.name} is not a model spandrel can load "
+                           f"({type(exc).__name__}: {str(exc)[:160]}).",
+                           "use GFPGANv1.4.pth (or another face-restoration model) from models/facerestore_models.") from None
+        if getattr(descriptor, "purpose", "") != "FaceSR":
+            raise I2PError(node, "restore_model", f"{self.path.name} is a {descriptor.architecture.name} "
+                           f"model ({descriptor.purpose}), not a face-restoration model.",
+                           "pick GFPGAN v1.4, RestoreFormer or CodeFormer.")
+        self.arch = descriptor.architecture.name
+        module = descriptor.model.eval()
+        self.managed = comfy_adapter.ManagedModel(module)
+
+    def restore_crop(self, crop: np.ndarray) -> np.ndarray:
+        """Restore one 512x512 uint8 RGB aligned face."""
+        import torch
+
+        net = self.managed.load()
+        dev = self.managed.load_device
+        dtype = next(net.parameters()).dtype
+        x = torch.from_numpy(np.ascontiguousarray(crop)).to(dev, torch.float32)
+        x = (x.permute(2, 0, 1).unsqueeze(0) / 127.5 - 1.0).contiguous().to(dtype)
+        with torch.inference_mode():
+            if self.arch == "GFPGAN":
+                y = net(x, return_rgb=False, randomize_noise=False)[0]
+            else:
+                y = net(x)
+                y = y[0] if isinstance(y, (tuple, list)) else y
+        y = ((y[0].float().clamp(-1, 1) + 1.0) * 127.5).permute(1, 2, 0).contiguous().cpu().numpy()
+        return np.clip(np.rint(y), 0, 255).astype(np.uint8)
+
+    def describe(self) -> str:
+        return f"{self.arch} ({self.path.name}) on {self.managed.load_device}"
+
+
+def load_restorer(path: Path, node: str = NODE) -> Restorer:
+    p = Path(path)
+    key = (str(p.resolve()), p.stat().st_mtime_ns)
+    with _lock:
+        if key not in _cache:
+            _cache[key] = Restorer(p, node)
+        return _cache[key]
+
+
+@dataclass
+class RestoreResult:
+    image: np.ndarray
+    mask: np.ndarray  # (H, W) union of the face masks actually applied
+
+
+def restore_faces(image: np.ndarray, faces: list[Face], restorer: Restorer, strength: float = 1.0,
+                  erode: float = 0.02, blur: float = 0.08, progress=None) -> RestoreResult:
+    """Restore each face and blend ``strength`` of it in through the face mask."""
+    strength = float(np.clip(strength, 0.0, 1.0))
+    union = np.zeros(image.shape[:2], np.float32)
+    if strength <= 0.0 or not faces:
+        return RestoreResult(image.copy(), union)
+    out = image
+    size = restorer.size
+    mask = face_paste.face_mask(size, face_paste.ffhq_template(size), erode, blur) * strength
+    for face in faces:
+        m = face_paste.ffhq_affine(face.kps, size)
+        restored = restorer.restore_crop(face_paste.warp(out, m, size))
+        pasted = face_paste.paste(out, restored, m, mask)
+        out = pasted.image
+        union = np.maximum(union, pasted.mask)
+        if progress is not None:
+            progress.update(1)
+    return RestoreResult(out, union)

@@ -1,0 +1,85 @@
+"""I2P Identity Score: ArcFace cosine similarity between each result face and its source face."""
+from __future__ import annotations
+
+from ..core.errors import I2PError
+from ..core.face_types import ANALYZER_TYPE, FACES_TYPE
+from ..models import manifest
+
+NODE = "I2P Identity Score"
+
+
+class I2PIdentityScore:
+    DESCRIPTION = (
+        "Judges a result by a number: the cosine similarity of ArcFace embeddings (the analyzer's "
+        "recognition model, buffalo_l: NON-COMMERCIAL) between each face of the result and the source face "
+        "that was put there. Same person ~0.4-0.8, different people below ~0.2."
+    )
+    CATEGORY = "IP-to-Portrait/post"
+    FUNCTION = "score"
+    OUTPUT_NODE = True
+    RETURN_TYPES = ("FLOAT", "STRING")
+    RETURN_NAMES = ("score", "report")
+    OUTPUT_TOOLTIPS = (
+        "The mean similarity over the scored faces (or the first face's, see 'reduce').",
+        "One line per face pair, plus the analyzer and its licence.",
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "analyzer": (ANALYZER_TYPE, {"tooltip": "From I2P Face Analyzer Loader (its ArcFace model embeds "
+                                                        "the result faces)."}),
+                "image": ("IMAGE", {"tooltip": "The result image(s)."}),
+                "faces": (FACES_TYPE, {"tooltip": "Where the result faces are: the target's I2P Detect Faces "
+                                                  "output (a swap or inpaint keeps the face positions)."}),
+                "source_faces": (FACES_TYPE, {"tooltip": "The source faces (their embeddings are the reference)."}),
+                "source_indices": ("STRING", {"default": "", "tooltip": "Same mapping as the swap node: source "
+                                              "faces, e.g. '0,1'. Empty = 0,1,..."}),
+                "target_indices": ("STRING", {"default": "", "tooltip": "Same mapping as the swap node: result "
+                                              "face for each source, e.g. '1,0'. Empty = same order."}),
+                "reduce": (["mean", "first"], {"default": "mean", "tooltip": "FLOAT output: mean over all "
+                                               "scored faces, or the first pair's score."}),
+            }
+        }
+
+    def score(self, analyzer, image, faces, source_faces, source_indices, target_indices, reduce):
+        from ..core.face_swap import parse_mapping
+        from ..core.identity_score import score_pairs, summarise
+        from ..core.images import to_rgb_uint8
+
+        if not hasattr(analyzer, "embed"):
+            raise I2PError(NODE, "analyzer", "this is not a face analyzer.", "connect I2P Face Analyzer Loader.")
+        try:
+            images = to_rgb_uint8(image)
+        except ValueError as exc:
+            raise I2PError(NODE, "image", str(exc), "connect an IMAGE.") from None
+        flat = [f for s in source_faces.sets for f in s.faces]
+        if any(f.embedding is None for f in flat):
+            raise I2PError(NODE, "source_faces", "the source faces carry no embedding.",
+                           "detect them with an analyzer that has a recognition model.")
+        all_scores, lines = [], []
+        for b, rgb in enumerate(images):
+            result_faces = faces.for_image(b).faces
+            if not result_faces:
+                lines.append(f"image {b}: no face to score")
+                continue
+            pairs = parse_mapping(source_indices, target_indices, len(flat), len(result_faces), node=NODE)
+            scores = score_pairs(rgb, result_faces, flat, pairs, analyzer.embed)
+            all_scores += scores
+            _, text = summarise(scores, reduce)
+            lines.append(f"image {b}:\n" + text)
+        if not all_scores:
+            raise I2PError(NODE, "faces", "no face was found in any result image.",
+                           "connect the faces detected on the target image.")
+        value, _ = summarise(all_scores, reduce)
+        describe = analyzer.describe() if hasattr(analyzer, "describe") else str(analyzer)
+        lines.append(f"score ({reduce}): {value:.3f}")
+        lines.append(f"analyzer: {describe}; licence: "
+                     + manifest.license_text("insightface", "models/buffalo_l/w600k_r50.onnx"))
+        text = "\n".join(lines)
+        return {"ui": {"text": [text]}, "result": (value, text)}
+
+
+NODE_CLASS_MAPPINGS = {"I2PIdentityScore": I2PIdentityScore}
+NODE_DISPLAY_NAME_MAPPINGS = {"I2PIdentityScore": "I2P Identity Score"}

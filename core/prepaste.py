@@ -61,21 +61,34 @@ def prepaste_face(target: np.ndarray, target_kps: np.ndarray, mask: np.ndarray, 
     """Warp ``source`` so its landmarks sit on ``target_kps``, colour-match it inside ``mask``, and
     blend it in with the mask. Returns the new image (bytes outside the mask's support are the
     target's own) and the landmark fit error in pixels (mean distance after the warp)."""
+    from .inpaint_crop import mask_bbox
+
     matrix = similarity_transform(source_kps, target_kps)
     err = float(np.linalg.norm(apply_transform(matrix, source_kps) - np.asarray(target_kps), axis=1).mean())
-    warped, valid = warp_to(source, matrix, target.shape[:2])
-    alpha = feather_inward(np.clip(mask, 0, 1) * valid, feather)
     out = target.copy()
+    box = mask_bbox(mask)
+    if box is None:
+        return out, err
+    # work only on the mask's bounding box: the warp, blur and Lab conversion of a whole 4K frame per
+    # face would cost seconds for pixels that cannot change
+    pad = int(feather) + 2  # room for the feather blur to see the zeros around the mask
+    h, w = mask.shape
+    x0, y0 = max(0, box[0] - pad), max(0, box[1] - pad)
+    x1, y1 = min(w, box[2] + pad), min(h, box[3] + pad)
+    shifted = matrix.copy()
+    shifted[:, 2] -= (x0, y0)
+    warped, valid = warp_to(source, shifted, (y1 - y0, x1 - x0))
+    region = out[y0:y1, x0:x1]
+    alpha = feather_inward(np.clip(mask[y0:y1, x0:x1], 0, 1) * valid, feather)
     zone = alpha > 0
     if not zone.any():
         return out, err
     if color_strength > 0:
-        warped = match_color(warped, alpha, target, alpha, color_strength)
+        warped = match_color(warped, alpha, region, alpha, color_strength)
     a = alpha[zone][:, None]
-    mixed = a * warped[zone].astype(np.float32) + (1 - a) * target[zone].astype(np.float32)
-    out[zone] = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+    mixed = a * warped[zone].astype(np.float32) + (1 - a) * region[zone].astype(np.float32)
+    region[zone] = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
     return out, err
-
 
 PREPASTE_NODE = "I2P Face Pre-Paste"
 

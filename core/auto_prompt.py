@@ -73,7 +73,7 @@ class Settings:
     temperature: float = 0.4
     style_hint: str = ""
     seed: int = 0
-    timeout_s: float = 60.0
+    timeout_s: float = 30.0
     retries: int = 2
 
 
@@ -231,16 +231,19 @@ def person_phrase(gender: str | None, age: int | None) -> str:
     return f"{noun} in {pronoun} {min(age // 10 * 10, 90)}s"
 
 
-def template_description(image: np.ndarray, face=None, hair_mask: np.ndarray | None = None) -> str:
-    """What the local face attributes can say: gender and age from the analyzer, hair colour from the
-    parsing mask."""
-    who = person_phrase(getattr(face, "gender", None), getattr(face, "age", None))
+def template_description(image: np.ndarray, face=None, hair_mask: np.ndarray | None = None) -> tuple[str, list[str]]:
+    """What the local face attributes can say (gender and age from the analyzer, hair colour from the
+    parsing mask), and which of them were available."""
+    gender, age = getattr(face, "gender", None), getattr(face, "age", None)
+    who = person_phrase(gender, age)
     article = "an" if who[0] in "aeiou" else "a"
     parts = [f"a photo of {article} {who}"]
+    used = [name for name, value in (("gender", gender), ("age", age)) if value is not None]
     colour = hair_colour(image, hair_mask)
     if colour:
         parts.append(f"{colour} hair")
-    return ", ".join(parts)
+        used.append("hair colour")
+    return ", ".join(parts), used
 
 
 # --------------------------------------------------------------------------------------- API key
@@ -371,7 +374,7 @@ _FIXES = {
     "server": "try again later, or raise 'retries'.",
     "timeout": "raise 'timeout_s' or check the connection.",
     "network": "check the internet connection, proxy or firewall (and $GOOGLE_GEMINI_BASE_URL if set).",
-    "blocked": "use another face image, or turn use_fallback on.",
+    "blocked": "use another face image; or turn use_fallback on.",
     "empty": "change prompt_seed or temperature and queue again.",
     "unexpected": "update google-genai (pip install -U google-genai) and queue again.",
 }
@@ -440,8 +443,10 @@ def generate_prompt(face_image: np.ndarray, settings: Settings, *, reference_ima
             log.warning("auto prompt: Gemini failed (%s): %s", failure.kind, message)
             raise I2PError(node, _INPUTS.get(failure.kind), f"Gemini failed: {message}", fix) from None
         log.warning("auto prompt: Gemini failed (%s), using the local template: %s", failure.kind, message)
-        description = template_description(face_image, face, hair_mask)
-        status = f"FALLBACK local template (gender/age/hair from face analysis). Gemini failed: {message} Fix: {fix}"
+        description, used = template_description(face_image, face, hair_mask)
+        fix = fix.replace("; or turn use_fallback on.", ".")  # it is on
+        status = (f"FALLBACK local template ({', '.join(used) if used else 'no face attributes connected'}). "
+                  f"Gemini failed: {message} Fix: {fix}")
         return _result(description, settings, status, "fallback", None)
 
     CACHE.put(key, {"description": description, "model": model, "model_version": reply.model_version,

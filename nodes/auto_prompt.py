@@ -50,7 +50,7 @@ class I2PAutoPromptGemini:
                                              "tooltip": "On any Gemini failure (no key, timeout, 429, 5xx, blocked, "
                                                         "no network) return a local template prompt instead of "
                                                         "stopping the graph with an error."}),
-                "timeout_s": ("INT", {"default": 60, "min": 1, "max": 600,
+                "timeout_s": ("INT", {"default": 30, "min": 1, "max": 600,
                                       "tooltip": "Seconds to wait for each Gemini request."}),
                 "retries": ("INT", {"default": 2, "min": 0, "max": 5,
                                     "tooltip": "Extra attempts after a 429, 5xx, timeout or refused connection."}),

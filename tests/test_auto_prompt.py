@@ -207,7 +207,8 @@ CASES = {  # case -> (words expected in the message, input the error names)
 def test_failure_falls_back_to_local_template(server, monkeypatch, case):
     _set_case(server, monkeypatch, case)
     positive, negative, description, status = run(timeout_s=1)["result"]
-    assert status.startswith("FALLBACK local template")
+    assert status.startswith("FALLBACK local template (no face attributes connected)")
+    assert "use_fallback" not in status  # it is on: no advice to turn it on
     for word in CASES[case][0]:
         assert word in status, (word, status)
     assert "Fix:" in status
@@ -362,7 +363,8 @@ def test_fallback_template_uses_face_attributes_and_hair_mask(env):
     positive, _, description, status = run(image=torch.from_numpy(img), faces=faces, hair_mask=mask)["result"]
     assert description == "a photo of a woman in her 30s, blonde hair"
     assert positive == "a photo of a woman in her 30s, blonde hair, detailed skin, natural lighting, sharp focus, photorealistic"
-    assert status.startswith("FALLBACK") and "no Gemini API key" in status
+    assert status.startswith("FALLBACK local template (gender, age, hair colour)")
+    assert "no Gemini API key" in status
 
 
 @pytest.mark.parametrize("gender,age,phrase", [

@@ -92,8 +92,9 @@ def generate(*, api_key: str, model: str, images: list[ImagePart], prompt: str, 
                 attempts=1 + max(int(retries), 0), initial_delay=retry_delay_s, max_delay=max(retry_delay_s * 8, 1.0),
                 exp_base=2.0, jitter=0.0),
         )
-        config = types.GenerateContentConfig(system_instruction=system_instruction,
-                                             temperature=float(temperature), seed=int(seed))
+        config = types.GenerateContentConfig(
+            system_instruction=system_instruction, temperature=float(temperature), seed=int(seed),
+            automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True))  # no tools here
         contents = [types.Part.from_bytes(data=im.data, mime_type=im.mime_type) for im in images]
         contents.append(prompt)
         with genai.Client(api_key=api_key, vertexai=False, http_options=http_options) as client:

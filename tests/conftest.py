@@ -14,6 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from packload import PACK_ROOT, load_pack, pack_module  # noqa: E402
 
+pytest_plugins = ["comfyui_fixtures"]  # the real-ComfyUI server fixture and helpers
+
 os.environ.setdefault("I2P_QUIET", "1")  # no console progress bars in test output
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -91,14 +91,17 @@ def target_path(entry: ModelFile, models_root: Path) -> Path:
     return Path(models_root) / entry.folder / entry.filename
 
 
+def candidate_paths(entry: ModelFile, models_root: Path) -> list[Path]:
+    """Existing files that may be this entry: the manifest name first, then its aliases (e.g. the LoRA
+    under ``loras/ipadapter/`` where ComfyUI-Manager puts it)."""
+    names = (entry.filename, *entry.aliases)
+    return [p for p in (Path(models_root) / entry.folder / n for n in names) if p.is_file()]
+
+
 def installed_path(entry: ModelFile, models_root: Path) -> Path | None:
-    """The file as the user has it: the manifest name, else one of its aliases (e.g. the LoRA under
-    ``loras/ipadapter/`` where ComfyUI-Manager puts it)."""
-    for name in (entry.filename, *entry.aliases):
-        path = Path(models_root) / entry.folder / name
-        if path.is_file():
-            return path
-    return None
+    """The file as the user has it (no hashing): the manifest name, else the first alias present."""
+    found = candidate_paths(entry, models_root)
+    return found[0] if found else None
 
 
 def part_path(final: Path) -> Path:
@@ -132,20 +135,25 @@ def human_size(n: int) -> str:
 
 def check_file(entry: ModelFile, models_root: Path, show_progress: bool = False) -> tuple[str, Path | None, str]:
     """Hash an installed file: ``(state, path, detail)`` with state ``missing`` | ``ok`` | ``bad`` |
-    ``unverified`` (the manifest has no sha256 to compare with)."""
-    path = installed_path(entry, models_root)
-    if path is None:
+    ``unverified`` (the manifest has no sha256 to compare with). Any candidate (name or alias) that
+    matches counts; ``bad`` names the first one that did not."""
+    found = candidate_paths(entry, models_root)
+    if not found:
         return "missing", None, f"not found under {Path(models_root) / entry.folder}"
     if not entry.sha256:
-        return "unverified", path, "present; the manifest has no sha256 for it, so it cannot be checked"
-    bar = _bar(path.stat().st_size, 0, f"hashing {path.name}", show_progress)
-    try:
-        got = sha256_file(path, bar.update if bar is not None else None)
-    finally:
-        if bar is not None:
-            bar.close()
-    if got == entry.sha256:
-        return "ok", path, "sha256 matches"
+        return "unverified", found[0], "present; the manifest has no sha256 for it, so it cannot be checked"
+    first_bad = None
+    for path in found:
+        bar = _bar(path.stat().st_size, 0, f"hashing {path.name}", show_progress)
+        try:
+            got = sha256_file(path, bar.update if bar is not None else None)
+        finally:
+            if bar is not None:
+                bar.close()
+        if got == entry.sha256:
+            return "ok", path, "sha256 matches"
+        first_bad = first_bad or (path, got)
+    path, got = first_bad
     return "bad", path, f"sha256 is {got}, expected {entry.sha256}"
 
 
@@ -329,19 +337,21 @@ def download(entry: ModelFile, models_root: Path, *, force: bool = False, allow_
                        "could not be verified. Re-run with --allow-unverified to fetch it anyway (at your own "
                        "risk), or place the file by hand.")
 
-    present = installed_path(entry, models_root)
-    if present is not None:
-        state, _, detail = check_file(entry, models_root, show_progress)
+    if candidate_paths(entry, models_root):
+        state, present, detail = check_file(entry, models_root, show_progress)
         if state == "ok":
             return Outcome(entry.id, present, "present", f"{entry.id}: already installed, sha256 ok ({present})")
         if state == "unverified":
             return Outcome(entry.id, present, "present",
                            f"{entry.id}: already present at {present} (no sha256 in the manifest to check it)")
-        if not force:
-            return Outcome(entry.id, present, "present-bad",
-                           f"{entry.id}: {present} exists but its {detail}. It was left untouched; "
+        if final.exists() and not force:
+            return Outcome(entry.id, final, "present-bad",
+                           f"{entry.id}: {final} exists but its {detail}. It was left untouched; "
                            "re-run with --force to replace it with a verified download.")
-        log(f"{entry.id}: {present} has the wrong sha256; downloading a replacement (--force)")
+        if final.exists():
+            log(f"{entry.id}: {final} has the wrong sha256; downloading a replacement (--force)")
+        else:  # only an alias name is taken, by some other file: leave it, install under the manifest name
+            log(f"{entry.id}: {present} is a different file ({detail}); leaving it alone and installing {final}")
 
     part = part_path(final)
     attempt = 0
@@ -367,8 +377,6 @@ def download(entry: ModelFile, models_root: Path, *, force: bool = False, allow_
         part.unlink(missing_ok=True)
         return Outcome(entry.id, final, "failed",
                        f"{entry.id}: got {size} bytes, the manifest says {entry.size}; nothing was installed.")
-    if present is not None and present != final:
-        present.unlink()  # --force on a bad alias copy: the verified file takes the manifest name
     os.replace(part, final)
     note = "" if entry.sha256 else " WARNING: not verified (the manifest has no sha256 for it)."
     return Outcome(entry.id, final, "downloaded",

@@ -348,3 +348,18 @@ def test_cli_group_names_select_every_member():
     picked = models_cmd.select(["buffalo_l"], False)
     assert [m.group for m in picked] == ["buffalo_l"] * 5
     assert os.path.basename(picked[0].filename) == "det_10g.onnx"
+
+
+def test_a_different_file_under_an_alias_name_is_left_alone(server, tmp_path):
+    # e.g. clip_vision/model.safetensors that is really the bigG encoder, not the ViT-H one we want
+    e = dataclasses.replace(entry(server, "good.bin", folder="clip_vision", filename="CLIP-H.safetensors"),
+                            aliases=("model.safetensors",))
+    other = tmp_path / "clip_vision" / "model.safetensors"
+    other.parent.mkdir(parents=True)
+    other.write_bytes(b"another model")
+    logs: list[str] = []
+    out = run(e, tmp_path, log=logs.append)
+    assert out.status == "downloaded", out.message
+    assert other.read_bytes() == b"another model"
+    assert (tmp_path / "clip_vision" / "CLIP-H.safetensors").read_bytes() == DATA
+    assert any("leaving it alone" in m for m in logs)

@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .stop_at import StepGate
+from .stop_at import SamplerStepWrapper, StepGate
 
 log = logging.getLogger("IP-to-Portrait")
 
@@ -35,6 +35,7 @@ SDXL_ATTN2_LAYERS: tuple[tuple[str, int, int], ...] = tuple(
 assert len(SDXL_ATTN2_LAYERS) == 70
 
 OPTIONS_KEY = "i2p_identity"
+SAMPLER_SAMPLE = "sampler_sample"  # comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE
 
 
 def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
@@ -205,6 +206,10 @@ def patch_model(model, patch: IdentityPatch, layers=SDXL_ATTN2_LAYERS) -> tuple[
     if chained:
         note = f"kept {chained} attention patches from another node (chained)."
         message = (message + " " + note).strip()
+    if hasattr(m, "add_wrapper_with_key"):  # step callbacks for samplers a sigma cannot settle (heun)
+        if hasattr(m, "remove_wrappers_with_key"):
+            m.remove_wrappers_with_key(SAMPLER_SAMPLE, OPTIONS_KEY)
+        m.add_wrapper_with_key(SAMPLER_SAMPLE, OPTIONS_KEY, SamplerStepWrapper(patch.gate))
     to = dict(m.model_options.get("transformer_options", {}))
     to[OPTIONS_KEY] = dict(patch.info)
     m.model_options["transformer_options"] = to

@@ -77,16 +77,51 @@ def step_index(sigma: float, sample_sigmas: Sequence[float]) -> int:
     return idx
 
 
+#: ComfyUI k-diffusion samplers whose extra evaluations of step i, made after the step callback,
+#: can land exactly on the *next* schedule sigma (heun's corrector, the ancestral midpoints with
+#: eta=1, where sqrt(sigma_i * sigma_down) == sigma_{i+1}), with at most this many extra evaluations.
+#: A sigma alone cannot tell those from the next step's first evaluation.
+EXTRA_EVALS_AT_NEXT_SIGMA = {
+    "sample_heun": 1, "sample_heunpp2": 2, "sample_dpm_2_ancestral": 1, "sample_dpm_2_ancestral_RF": 1,
+    "sample_dpmpp_2s_ancestral": 1, "sample_dpmpp_2s_ancestral_RF": 1, "sample_dpmpp_2s_ancestral_cfg_pp": 1,
+    "sample_exp_heun_2_x0": 1, "sample_exp_heun_2_x0_sde": 1,
+}
+
+
 class StepGate:
     """Decides per model call whether the identity term is on; caches per call, since every one of
-    the 70 attention layers of one UNet evaluation asks with the same ``sigmas`` tensor."""
+    the 70 attention layers of one UNet evaluation asks with the same ``sigmas`` tensor.
+
+    The step comes from the sigma (:func:`step_index`). The one case a sigma cannot settle is a
+    sampler in :data:`EXTRA_EVALS_AT_NEXT_SIGMA`: when :class:`SamplerStepWrapper` tells the gate
+    the sampler's name and its step callbacks, the up to k calls after ``callback(i)`` whose sigma
+    keeps falling are counted in step i.
+    """
 
     def __init__(self, start_at: float, stop_at: float):
         self.start_at = float(start_at)
         self.stop_at = float(stop_at)
+        self.extra_evals = 0  # k for the running sampler (0: sigma rule only)
+        self._cb: int | None = None  # index of the last step callback
+        self._extra_left = 0
+        self._last: float | None = None
         self._key = None
         self._keep: tuple = ()
         self._result: tuple[bool, int | None, int | None] = (True, None, None)
+
+    def begin(self, sampler_name: str = "") -> None:
+        self.extra_evals = EXTRA_EVALS_AT_NEXT_SIGMA.get(sampler_name, 0)
+        self._cb, self._extra_left, self._last, self._key = None, 0, None, None
+
+    def step_done(self, i: int) -> None:
+        """The sampler's callback for step i (k-diffusion calls it after the step's first evaluation)."""
+        self._cb = int(i)
+        self._extra_left = self.extra_evals
+        self._last = None
+
+    def end(self) -> None:
+        self.extra_evals, self._cb, self._extra_left = 0, None, 0
+        self._key, self._keep = None, ()
 
     def check(self, transformer_options: dict) -> tuple[bool, int | None, int | None]:
         """(active, step index or None, N or None) for the current model call."""
@@ -104,6 +139,49 @@ class StepGate:
             sched = _as_floats(schedule)
             n = len(sched) - 1
             step = step_index(current, sched)
+            if self._extra_left > 0 and self._cb is not None:
+                if self._last is None or current < self._last - RTOL * max(self._last, 1e-12):
+                    step = self._cb  # an extra evaluation of the step that reported last
+                    self._extra_left -= 1
+                    self._last = current
+                else:
+                    self._extra_left = 0
             result = (step in active_steps(self.start_at, self.stop_at, n), step, n)
         self._key, self._keep, self._result = key, (sigmas, schedule), result
         return result
+
+
+class SamplerStepWrapper:
+    """A ComfyUI SAMPLER_SAMPLE wrapper that feeds the sampler's per-step callback to a StepGate.
+
+    ComfyUI calls it as ``wrapper(executor, guider, sigmas, extra_args, callback, noise, ...)``; the
+    callback is ``callback(i, denoised, x, total_steps)``. Duck-typed: no ComfyUI import.
+    """
+
+    def __init__(self, gate: StepGate):
+        self.gate = gate
+
+    def __call__(self, executor, *args, **kwargs):
+        args = list(args)
+        if len(args) > 3:
+            original = args[3]
+        else:
+            original = kwargs.get("callback")
+        gate = self.gate
+
+        def callback(i, *rest, **kw):
+            gate.step_done(i)
+            if original is not None:
+                return original(i, *rest, **kw)
+            return None
+
+        if len(args) > 3:
+            args[3] = callback
+        else:
+            kwargs["callback"] = callback
+        sampler = getattr(getattr(executor, "class_obj", None), "sampler_function", None)
+        gate.begin(getattr(sampler, "__name__", ""))
+        try:
+            return executor(*args, **kwargs)
+        finally:
+            gate.end()

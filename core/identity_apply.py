@@ -1,0 +1,155 @@
+"""The identity stage end to end: source faces → identity → tokens → patched MODEL clone.
+
+Kept apart from the node so it runs (and is tested) without ComfyUI: the MODEL only needs
+``clone()``, ``set_model_attn2_replace`` and ``model_options`` (a ComfyUI ModelPatcher, or a fake).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import comfy_adapter
+from .errors import I2PError
+from .identity_attention import IdentityPatch, patch_model, sdpa
+from .identity_encoding import Identity, clip_encoder, encode_identity
+from .identity_projection import project
+from .stop_at import describe
+
+NODE = "I2P Apply Identity"
+
+# mode id -> (label, adapter family needed, CLIP input, needs ArcFace)
+MODES = {
+    "faceid_plus_v2": ("FaceID Plus v2", "faceid_plus", "face", True),
+    "faceid": ("FaceID", "faceid", "none", True),
+    "standard": ("standard (CLIP image prompt)", "plain", "hair", False),
+    "clip_blend": ("CLIP blend (face + hair)", "plain", "blend", False),
+    "simple": ("simple (no adapter)", None, "none", False),
+}
+ADAPTER_FOR_MODE = {"faceid_plus": "ip-adapter-faceid-plusv2_sdxl.bin", "faceid": "ip-adapter-faceid_sdxl.bin",
+                    "plain": "ip-adapter_sdxl_vit-h.safetensors"}
+
+
+def model_context_dim(model) -> int | None:
+    """The UNet's cross-attention width from a ComfyUI MODEL (2048 for SDXL), None if unknown."""
+    try:
+        return int(model.model.model_config.unet_config["context_dim"])
+    except (AttributeError, KeyError, TypeError):
+        return None
+
+
+def pick_source_faces(images: list[np.ndarray], faces=None, analyzer=None) -> list:
+    """One face per source image: the first selected face of FACES, or the largest the analyzer finds."""
+    chosen = []
+    for i, img in enumerate(images):
+        if faces is not None:
+            fs = faces.for_image(i).faces if len(faces) in (1, len(images)) else []
+            if not fs:
+                raise I2PError(NODE, "faces", f"no face selected for source image {i + 1}.",
+                               "check the face analyzer's threshold and selection, or use another photo.")
+            chosen.append(fs[0])
+        elif analyzer is not None:
+            found = analyzer.detect(img)
+            if not found:
+                raise I2PError(NODE, "image", f"no face found in source image {i + 1}.",
+                               "use a photo where the face is visible and at least ~64 px wide.")
+            chosen.append(max(found, key=lambda f: f.size))
+        else:
+            raise I2PError(NODE, "faces", "the mode needs the source face: connect 'faces' (from the face "
+                           "analyzer) or 'analyzer'.", "connect I2P Analyze Faces' FACES output.")
+    return chosen
+
+
+def build_identity(mode: str, images: list[np.ndarray], faces=None, analyzer=None, clip_vision=None,
+                   average: bool = True, clip_blend: float = 0.5) -> Identity:
+    _, family, clip_input, need_emb = MODES[mode]
+    encoder = clip_encoder(clip_vision)
+    if clip_input != "none" and encoder is None:
+        raise I2PError(NODE, "clip_vision", f"mode '{MODES[mode][0]}' needs a CLIP vision model.",
+                       "load CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors with the core Load CLIP Vision node.")
+    chosen = pick_source_faces(images, faces, analyzer)
+    if need_emb and any(f.embedding is None for f in chosen):
+        raise I2PError(NODE, "faces", "the selected faces carry no ArcFace embedding.",
+                       "use a face analyzer pack with a recognition model (buffalo_l).")
+    ident = encode_identity(images, chosen, encoder, need_emb, clip_input, clip_blend)
+    ident.meta["mode"] = mode
+    return ident.averaged() if average and ident.sources > 1 else ident
+
+
+def check_identity_for(adapter, identity: Identity, mode: str) -> None:
+    if adapter.uses_clip and identity.clip_hidden is not None:
+        got = int(identity.clip_hidden.shape[-1]) if adapter.clip_hidden else int(identity.clip_embeds.shape[-1])
+        want = adapter.clip_hidden or adapter.clip_projection
+        if got != want:
+            raise I2PError(NODE, "identity", f"this identity was encoded with a CLIP of width {got} but "
+                           f"'{adapter.name}' needs width {want}.", "re-encode it with the adapter's CLIP (ViT-H).")
+
+
+def apply_identity(model, mode: str, weight: float, start_at: float, stop_at: float, adapter=None,
+                   identity: Identity | None = None, images: list[np.ndarray] | None = None, faces=None,
+                   analyzer=None, clip_vision=None, shortcut_weight: float = 1.0, mask=None,
+                   average: bool = True, clip_blend: float = 0.5, steps: int = 30):
+    """Returns (patched MODEL clone, Identity or None, report text)."""
+    from ..models.ipadapter import check_for_clip, check_for_model
+
+    if mode not in MODES:
+        raise I2PError(NODE, "mode", f"unknown mode '{mode}'.", f"pick one of {', '.join(MODES)}.")
+    label, family, _clip_input, _ = MODES[mode]
+    if start_at >= stop_at and mode != "simple":
+        raise I2PError(NODE, "stop_at", f"stop_at ({stop_at:g}) must be above start_at ({start_at:g}).",
+                       "raise stop_at or lower start_at.")
+    info = {"mode": mode, "weight": float(weight), "start_at": float(start_at), "stop_at": float(stop_at)}
+    if mode == "simple":
+        m = model.clone()
+        to = dict(m.model_options.get("transformer_options", {}))
+        to["i2p_identity"] = dict(info, weight=0.0)
+        m.model_options["transformer_options"] = to
+        return m, identity, ("simple mode: the MODEL is not changed; the identity comes from the face swap "
+                             "stage.")
+    if adapter is None:
+        raise I2PError(NODE, "adapter", f"mode '{label}' needs an IP-Adapter.",
+                       f"connect I2P Identity Adapter Loader with {ADAPTER_FOR_MODE[family]}.")
+    if adapter.family != family:
+        raise I2PError(NODE, "adapter", f"mode '{label}' needs a {ADAPTER_FOR_MODE[family]}-type adapter but "
+                       f"'{adapter.name}' is {adapter.title}.",
+                       f"load {ADAPTER_FOR_MODE[family]}, or pick the mode that fits this adapter.")
+    check_for_model(adapter, model_context_dim(model), NODE)
+    encoder = clip_encoder(clip_vision)
+    if encoder is not None and adapter.uses_clip:
+        check_for_clip(adapter, encoder.hidden_size, encoder.projection_dim, encoder.name, NODE)
+    if identity is None:
+        if not images:
+            raise I2PError(NODE, "image", "no source face: connect 'image' (+ faces or analyzer) or 'identity'.",
+                           "connect the face photo, or an identity from I2P Load Face Identity.")
+        identity = build_identity(mode, images, faces, analyzer, encoder, average, clip_blend)
+    elif average and identity.sources > 1 and (identity.embedding is not None and identity.embedding.shape[0] > 1):
+        identity = identity.averaged()
+    check_identity_for(adapter, identity, mode)
+    cond, uncond = project(adapter, identity, shortcut_weight)
+
+    attention = sdpa
+    attn_mod = comfy_adapter.comfy_module("comfy.ldm.modules.attention")
+    if attn_mod is not None:
+        def attention(q, k, v, heads, _opt=attn_mod.optimized_attention):
+            return _opt(q, k, v, heads)
+
+    mask_t = None
+    if mask is not None:
+        import torch
+
+        mask_t = mask if isinstance(mask, torch.Tensor) else torch.as_tensor(np.asarray(mask))
+        if mask_t.ndim == 4:
+            mask_t = mask_t[..., 0]
+    info.update(adapter=adapter.name, v2=adapter.is_v2, shortcut_weight=float(shortcut_weight),
+                tokens=int(cond.shape[1]), sources=int(identity.sources))
+    patch = IdentityPatch(cond, uncond, adapter.to_k_ip, adapter.to_v_ip, weight, start_at, stop_at,
+                          mask=mask_t, attention=attention, info=info)
+    patched, message = patch_model(model, patch)
+    lines = [f"{label} with {adapter.title}: weight {weight:g}"
+             + (f", v2 shortcut {shortcut_weight:g}" if adapter.is_v2 else ""),
+             f"{identity.sources} source image(s)" + (", averaged" if identity.meta.get("averaged") else ""),
+             f"{describe(start_at, stop_at, steps)} (if the sampler runs {steps} steps; the count follows the "
+             "steps really run, for any scheduler and denoise)",
+             "attention mask: " + ("on" if mask_t is not None else "off"),
+             f"{cond.shape[1]} identity tokens x 70 SDXL cross-attention layers"]
+    if message:
+        lines.append(message)
+    return patched, identity, "\n".join(lines)

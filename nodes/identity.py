@@ -1,0 +1,240 @@
+"""Identity nodes: adapter loader (+ FaceID LoRA), apply identity (MODEL patch), save / load identity.
+Thin: parse widgets, call core/identity_apply.py and models/ipadapter.py, format the report."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ..core import comfy_adapter
+from ..core.errors import I2PError
+from ..core.face_types import ANALYZER_TYPE, FACES_TYPE
+
+CATEGORY = "IP-to-Portrait/identity"
+ADAPTER_TYPE = "I2P_IDENTITY_ADAPTER"
+IDENTITY_TYPE = "I2P_IDENTITY"
+MODE_LABELS = {
+    "FaceID Plus v2": "faceid_plus_v2",
+    "FaceID": "faceid",
+    "standard (CLIP image)": "standard",
+    "CLIP blend (face + hair)": "clip_blend",
+    "simple (no adapter)": "simple",
+}
+
+
+def _output_dir() -> Path:
+    fp = comfy_adapter.comfy_module("folder_paths")
+    if fp is not None:
+        return Path(fp.get_output_directory())
+    return Path.cwd() / "output"
+
+
+class I2PIdentityAdapterLoader:
+    DESCRIPTION = (
+        "Loads an IP-Adapter for identity from models/ipadapter: FaceID Plus v2 SDXL (recommended), FaceID "
+        "SDXL, or the plain SDXL ViT-H image adapter. The kind is recognised from the file's weights. For "
+        "FaceID adapters it applies the LoRA trained with them (models/loras/<adapter>_lora.safetensors) to "
+        "the MODEL with ComfyUI's LoRA loader, and says plainly when that file is missing. IP-Adapter FaceID "
+        "weights are for non-commercial use only."
+    )
+    CATEGORY = CATEGORY
+    FUNCTION = "load"
+    RETURN_TYPES = ("MODEL", ADAPTER_TYPE, "STRING")
+    RETURN_NAMES = ("model", "adapter", "info")
+    OUTPUT_TOOLTIPS = (
+        "The MODEL with the adapter's LoRA applied (a clone; unchanged when there is no LoRA).",
+        "The adapter, for I2P Apply Identity.",
+        "What was loaded: adapter kind, what it needs, LoRA state, licence.",
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        files = comfy_adapter.list_models("ipadapter", (".bin", ".safetensors"))
+        return {
+            "required": {
+                "model": ("MODEL", {"tooltip": "The SDXL model the identity goes into."}),
+                "ipadapter_file": (files, {"tooltip": "IP-Adapter file in models/ipadapter, e.g. ip-adapter-faceid-plusv2_sdxl.bin."}),
+                "lora_strength": ("FLOAT", {"default": 0.6, "min": 0.0, "max": 2.0, "step": 0.05,
+                                            "tooltip": "Strength of the FaceID LoRA trained with the adapter (0 = off). 0.6 is IPAdapter_plus' default."}),
+                "plus_version": (["auto", "v2", "v1"], {"default": "auto",
+                                                       "tooltip": "FaceID Plus v1 and v2 files have the same weights layout; auto reads 'plusv2' in the file name."}),
+            }
+        }
+
+    def load(self, model, ipadapter_file: str, lora_strength: float, plus_version: str):
+        from ..models import ipadapter as ipa
+        from ..models.manifest import license_text
+
+        path = comfy_adapter.find_model("ipadapter", ipadapter_file)
+        if path is None:
+            raise I2PError(ipa.NODE, "ipadapter_file", f"'{ipadapter_file}' is not in models/ipadapter.",
+                           "put the file there (python -m ip_to_portrait models download faceid-plusv2-sdxl).")
+        adapter = ipa.load_ipadapter(path, plus_version)
+        patched, lora_msg = ipa.apply_lora(model, adapter, lora_strength)
+        if patched is model:
+            patched = model.clone() if hasattr(model, "clone") else model
+        text = "\n".join([adapter.describe(), lora_msg, "licence: " + license_text("ipadapter", ipadapter_file)])
+        return {"ui": {"text": [text]}, "result": (patched, adapter, text)}
+
+
+class I2PApplyIdentity:
+    DESCRIPTION = (
+        "Puts the source face's identity into the MODEL as an attention patch in all 70 SDXL cross-attention "
+        "layers (a clone: the input MODEL is untouched; applying twice replaces, never stacks). Modes: FaceID "
+        "Plus v2 (ArcFace + CLIP of the aligned face), FaceID (ArcFace), standard (CLIP of the face with hair), "
+        "CLIP blend (face and hair crops blended before CLIP), simple (no patch). start_at/stop_at count "
+        "sampling steps exactly: with N steps the identity is on in round(stop_at*N) - round(start_at*N) "
+        "steps, for any scheduler, sampler and denoise."
+    )
+    CATEGORY = CATEGORY
+    FUNCTION = "apply"
+    RETURN_TYPES = ("MODEL", IDENTITY_TYPE, "STRING")
+    RETURN_NAMES = ("model", "identity", "info")
+    OUTPUT_TOOLTIPS = (
+        "The patched MODEL clone, for the inpaint node or a KSampler.",
+        "The computed identity (embedding + CLIP features), for I2P Save Face Identity.",
+        "Mode, adapter, sources, and in which steps the identity is active.",
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": ("MODEL", {"tooltip": "The SDXL MODEL (from the adapter loader when a LoRA is used)."}),
+                "mode": (list(MODE_LABELS), {"default": "FaceID Plus v2",
+                                             "tooltip": "How the identity is injected; each mode needs its adapter kind (see the docs)."}),
+                "weight": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 3.0, "step": 0.05,
+                                     "tooltip": "Face strength: scale of the identity attention term."}),
+                "v2_shortcut_weight": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 5.0, "step": 0.05,
+                                                 "tooltip": "FaceID Plus v2 only: s in tokens = x + s*resampler(x, clip). Higher = more ArcFace-driven structure."}),
+                "start_at": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                                       "tooltip": "Fraction of the sampling steps run before the identity switches on."}),
+                "stop_at": ("FLOAT", {"default": 0.9, "min": 0.0, "max": 1.0, "step": 0.01,
+                                      "tooltip": "Fraction of the steps after which it switches off: 0.9 of 30 steps = on for 27 steps."}),
+                "average_sources": ("BOOLEAN", {"default": True,
+                                                "tooltip": "Several source images: average their embeddings and CLIP features into one identity (off: their tokens are concatenated)."}),
+                "steps": ("INT", {"default": 30, "min": 1, "max": 1000,
+                                  "tooltip": "Only for the report: the sampler's step count, to show which steps the identity is on in."}),
+            },
+            "optional": {
+                "adapter": (ADAPTER_TYPE, {"tooltip": "From I2P Identity Adapter Loader (not needed in simple mode)."}),
+                "clip_vision": ("CLIP_VISION", {"tooltip": "CLIP-ViT-H-14-laion2B-s32B-b79K from the core Load CLIP Vision node (FaceID Plus v2, standard, CLIP blend)."}),
+                "image": ("IMAGE", {"tooltip": "The source face photo(s); a batch gives several source images."}),
+                "faces": (FACES_TYPE, {"tooltip": "Faces found in 'image' by the face analyzer; the first selected face of each image is used."}),
+                "analyzer": (ANALYZER_TYPE, {"tooltip": "Instead of 'faces': the analyzer finds the largest face in each image."}),
+                "identity": (IDENTITY_TYPE, {"tooltip": "A saved identity (I2P Load Face Identity) instead of image + faces."}),
+                "attn_mask": ("MASK", {"tooltip": "Where the identity acts (e.g. the inpaint mask of the image being sampled); resized to each layer's grid."}),
+                "clip_blend": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05,
+                                         "tooltip": "CLIP blend mode: share of the face-with-hair crop in the blend with the aligned face."}),
+            },
+        }
+
+    def apply(self, model, mode, weight, v2_shortcut_weight, start_at, stop_at, average_sources, steps,
+              adapter=None, clip_vision=None, image=None, faces=None, analyzer=None, identity=None,
+              attn_mask=None, clip_blend=0.5):
+        from ..core.identity_apply import apply_identity
+        from ..core.images import to_rgb_uint8
+
+        images = to_rgb_uint8(image) if image is not None else None
+        patched, ident, text = apply_identity(
+            model, MODE_LABELS[mode], weight, start_at, stop_at, adapter=adapter, identity=identity,
+            images=images, faces=faces, analyzer=analyzer, clip_vision=clip_vision,
+            shortcut_weight=v2_shortcut_weight, mask=attn_mask, average=average_sources,
+            clip_blend=clip_blend, steps=steps)
+        return {"ui": {"text": [text]}, "result": (patched, ident, text)}
+
+
+class I2PSaveIdentity:
+    DESCRIPTION = (
+        "Saves a computed identity (ArcFace embedding + CLIP features) to a .safetensors file, so a person's "
+        "identity is computed once and reused with I2P Load Face Identity. Written atomically."
+    )
+    CATEGORY = CATEGORY
+    FUNCTION = "save"
+    OUTPUT_NODE = True
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("path",)
+    OUTPUT_TOOLTIPS = ("Full path of the written file.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "identity": (IDENTITY_TYPE, {"tooltip": "From I2P Apply Identity."}),
+                "name": ("STRING", {"default": "identities/person",
+                                    "tooltip": "File name (without .safetensors), relative to ComfyUI's output folder or 'folder'."}),
+                "folder": ("STRING", {"default": "", "tooltip": "Folder to write into; empty = ComfyUI's output folder."}),
+                "overwrite": ("BOOLEAN", {"default": False, "tooltip": "Replace an existing file of that name (off: a number is appended)."}),
+            }
+        }
+
+    def save(self, identity, name: str, folder: str, overwrite: bool):
+        from ..core.identity_encoding import save_identity
+
+        if identity is None:
+            raise I2PError("I2P Save Face Identity", "identity", "no identity (simple mode computes none).",
+                           "use a mode with an adapter, or connect a loaded identity.")
+        name = (name or "identity").strip().replace("\\", "/")
+        if name.startswith("/") or ".." in name.split("/"):
+            raise I2PError("I2P Save Face Identity", "name", f"'{name}' leaves the target folder.",
+                           "use a plain relative name such as identities/anna.")
+        root = Path(folder) if folder.strip() else _output_dir()
+        path = root / f"{name}.safetensors"
+        if path.exists() and not overwrite:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            path = root / f"{name}_{stamp}.safetensors"
+        save_identity(identity, path)
+        text = str(path)
+        return {"ui": {"text": [text]}, "result": (text,)}
+
+
+class I2PLoadIdentity:
+    DESCRIPTION = "Loads an identity saved by I2P Save Face Identity, for I2P Apply Identity's 'identity' input."
+    CATEGORY = CATEGORY
+    FUNCTION = "load"
+    RETURN_TYPES = (IDENTITY_TYPE, "STRING")
+    RETURN_NAMES = ("identity", "info")
+    OUTPUT_TOOLTIPS = ("The identity.", "What the file holds: sources, CLIP model, fields.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "path": ("STRING", {"default": "identities/person.safetensors",
+                                    "tooltip": "A file written by I2P Save Face Identity: absolute, or relative to ComfyUI's output folder."}),
+            }
+        }
+
+    @classmethod
+    def IS_CHANGED(cls, path):
+        p = Path(path) if Path(path).is_absolute() else _output_dir() / path
+        return p.stat().st_mtime if p.exists() else float("nan")
+
+    def load(self, path: str):
+        from ..core.identity_encoding import load_identity
+
+        p = Path(path) if Path(path).is_absolute() else _output_dir() / path
+        if not p.is_file():
+            raise I2PError("I2P Load Face Identity", "path", f"'{p}' does not exist.",
+                           "give the path that I2P Save Face Identity reported.")
+        try:
+            ident = load_identity(p)
+        except Exception as exc:
+            raise I2PError("I2P Load Face Identity", "path", f"'{p.name}' is not an identity file ({exc}).",
+                           "pick a file written by I2P Save Face Identity.") from exc
+        fields = [k for k in ("embedding", "clip_hidden", "clip_embeds") if getattr(ident, k) is not None]
+        text = f"{p.name}: {ident.sources} source image(s), fields {', '.join(fields)}, CLIP {ident.meta.get('clip', '-')}"
+        return {"ui": {"text": [text]}, "result": (ident, text)}
+
+
+NODE_CLASS_MAPPINGS = {
+    "I2PIdentityAdapterLoader": I2PIdentityAdapterLoader,
+    "I2PApplyIdentity": I2PApplyIdentity,
+    "I2PSaveIdentity": I2PSaveIdentity,
+    "I2PLoadIdentity": I2PLoadIdentity,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "I2PIdentityAdapterLoader": "I2P Identity Adapter Loader",
+    "I2PApplyIdentity": "I2P Apply Identity",
+    "I2PSaveIdentity": "I2P Save Face Identity",
+    "I2PLoadIdentity": "I2P Load Face Identity",
+}

@@ -129,7 +129,8 @@ def cmd_download(args) -> int:
         outcome = dl.download(m, root, force=args.force, allow_unverified=args.allow_unverified,
                               timeout=args.timeout, retries=max(args.retries, 0), show_progress=show)
         stream = sys.stdout if outcome.ok else sys.stderr
-        print(("ok: " if outcome.ok else "FAILED: ") + outcome.message, file=stream)
+        label = {"refused": "REFUSED", "present-bad": "KEPT (wrong sha256)"}.get(outcome.status, "FAILED")
+        print(("ok: " if outcome.ok else f"{label}: ") + outcome.message, file=stream)
         failed += not outcome.ok
     if failed:
         print(f"{failed} of {len(entries)} model(s) not installed.", file=sys.stderr)

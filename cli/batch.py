@@ -159,8 +159,10 @@ def run_batch(jobs: list[Job], clients: list[ComfyClient], workflow: dict, out_d
     attempts: dict[str, int] = {}
     results: dict[str, JobResult] = {}
     running: dict[Future, tuple[Job, ComfyClient]] = {}
-    bar = None
+    submitted: dict[str, tuple[ComfyClient, str]] = {}  # job -> (server, prompt id) while it runs
+    cancel = threading.Event()
     single = len(jobs) == 1  # one job: a bar over its nodes instead of a bar over jobs
+    bar = None
     if progress and not single:
         from .runner import quiet
 
@@ -168,7 +170,8 @@ def run_batch(jobs: list[Job], clients: list[ComfyClient], workflow: dict, out_d
             from tqdm import tqdm
 
             bar = tqdm(total=len(jobs), desc="jobs", unit="job")
-    with ThreadPoolExecutor(max_workers=max(1, len(clients) * per_server)) as executor:
+    executor = ThreadPoolExecutor(max_workers=max(1, len(clients) * per_server))
+    try:
         while pending or running:
             while pending:
                 client = pool.pick()
@@ -177,7 +180,8 @@ def run_batch(jobs: list[Job], clients: list[ComfyClient], workflow: dict, out_d
                 job = pending.pop(0)
                 attempts[job.name] = attempts.get(job.name, 0) + 1
                 fut = executor.submit(run_job, client, workflow, job, out_dir, previews=previews,
-                                      progress=progress and single, verbose=verbose, log=log)
+                                      progress=progress and single, verbose=verbose, log=log, cancel=cancel,
+                                      on_submitted=_remember(submitted, job.name, client))
                 running[fut] = (job, client)
             if not running:
                 if pending and not pool.alive() and not _wait_for_any(pool):
@@ -191,6 +195,7 @@ def run_batch(jobs: list[Job], clients: list[ComfyClient], workflow: dict, out_d
             done, _ = wait(list(running), timeout=1.0, return_when=FIRST_COMPLETED)
             for fut in done:
                 job, client = running.pop(fut)
+                submitted.pop(job.name, None)
                 pool.release(client)
                 result = fut.result()
                 result.attempts = attempts[job.name]
@@ -204,8 +209,20 @@ def run_batch(jobs: list[Job], clients: list[ComfyClient], workflow: dict, out_d
                 results[job.name] = result
                 if bar is not None:
                     bar.update(1)
-    if bar is not None:
-        bar.close()
+    except KeyboardInterrupt:
+        # Ctrl-C: take our queued prompts off their servers and interrupt the running ones
+        cancel.set()
+        for client, prompt_id in list(submitted.values()):
+            try:
+                client.delete_queued([prompt_id])
+                client.interrupt(prompt_id)
+            except ServerLost:
+                pass
+        raise
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+        if bar is not None:
+            bar.close()
     return [results[j.name] for j in jobs if j.name in results]
 
 
@@ -219,3 +236,9 @@ def _wait_for_any(pool: ServerPool, seconds: float | None = None) -> bool:
                 return True
         time.sleep(1.0)
     return False
+
+
+def _remember(submitted: dict, name: str, client: ComfyClient):
+    def note(prompt_id: str) -> None:
+        submitted[name] = (client, prompt_id)
+    return note

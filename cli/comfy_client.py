@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import struct
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -208,12 +209,16 @@ class ComfyClient:
 
     def run(self, prompt: dict, on_event: Callable[[str, dict], None] | None = None,
             on_preview: Callable[[Preview], None] | None = None, extra_data: dict | None = None,
-            idle_check: float = 5.0) -> tuple[str, Outcome]:
-        """Submit a prompt and follow it to its end: (prompt_id, Outcome)."""
+            idle_check: float = 2.0, on_submitted: Callable[[str], None] | None = None,
+            cancel: threading.Event | None = None) -> tuple[str, Outcome]:
+        """Submit a prompt and follow it to its end: (prompt_id, Outcome). ``cancel`` set from
+        another thread ends the wait with an "interrupted" outcome (the caller interrupts the server)."""
         client_id = uuid.uuid4().hex
         with self.connect_events(client_id) as events:  # connect first: no early event is missed
             prompt_id = self.submit(prompt, client_id, extra_data, on_event)
-            return prompt_id, events.follow(prompt_id, on_event, on_preview, idle_check)
+            if on_submitted is not None:
+                on_submitted(prompt_id)
+            return prompt_id, events.follow(prompt_id, on_event, on_preview, idle_check, cancel)
 
 
 class EventStream:
@@ -258,13 +263,16 @@ class EventStream:
                 return Outcome("error" if event == "execution_error" else "interrupted", data)
         return Outcome("success" if status.get("completed", True) else "error", {})
 
-    def follow(self, prompt_id: str, on_event=None, on_preview=None, idle_check: float = 5.0) -> Outcome:
+    def follow(self, prompt_id: str, on_event=None, on_preview=None, idle_check: float = 2.0,
+               cancel: threading.Event | None = None) -> Outcome:
         """Read events until the prompt ends. Silence longer than ``idle_check`` seconds (a long
         sampling step) triggers a look at /history, which also notices a server that went away."""
         import websocket
 
         self.ws.settimeout(idle_check)
         while True:
+            if cancel is not None and cancel.is_set():
+                return Outcome("interrupted", {"prompt_id": prompt_id, "node_type": "cancelled by the user"})
             try:
                 opcode, payload = self.ws.recv_data()
             except websocket.WebSocketTimeoutException:

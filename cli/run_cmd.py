@@ -25,8 +25,7 @@ def add_parser(subparsers) -> None:
         "run", help="run a workflow through ComfyUI's queue API",
         description="Upload the photos, fill them into an API-format workflow, queue it on ComfyUI, "
                     "follow its progress and download the results. Bundled workflows: "
-                    + (", ".join(bundled_names()) or "none"),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    + (", ".join(bundled_names()) or "none"))
     p.add_argument("--workflow", required=True, help="a bundled workflow name or a workflow JSON file "
                    "(API format; UI format is converted with the server's /object_info)")
     p.add_argument("--reference", type=Path, help="the reference photo (background, pose, light)")
@@ -46,8 +45,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--comfyui-python", help="interpreter for the private ComfyUI (default: its venv)")
     p.add_argument("--previews", action="store_true",
                    help="save the live preview frames (and preview images) under OUT/previews")
-    p.add_argument("--retries", type=int, default=2, help="times a job moves to another server after a server is lost")
-    p.add_argument("--per-server", type=int, default=2, help="jobs of ours queued on one server at a time")
+    p.add_argument("--retries", type=int, default=2, help="times a job moves to another server after its server is lost (default 2)")
+    p.add_argument("--per-server", type=int, default=2, help="jobs of ours queued on one server at a time (default 2)")
     p.add_argument("--verbose", action="store_true", help="print ComfyUI's tracebacks of failed nodes")
     p.set_defaults(func=main)
 

@@ -144,7 +144,7 @@ def save_outputs(client: ComfyClient, prompt_id: str, prompt: dict, job: Job, ou
 
 def run_job(client: ComfyClient, workflow: dict, job: Job, out_dir: Path, *, previews: bool = False,
             progress: bool = True, verbose: bool = False, log: Callable[[str], None] = print,
-            on_submitted: Callable[[str], None] | None = None) -> JobResult:
+            on_submitted: Callable[[str], None] | None = None, cancel=None) -> JobResult:
     """Run one job to its end. Network loss comes back as status ``lost`` (the batch retries it)."""
     start = time.monotonic()
     result = JobResult(job=job.name, status=FAILED, server=client.url)
@@ -169,12 +169,11 @@ def run_job(client: ComfyClient, workflow: dict, job: Job, out_dir: Path, *, pre
             if event == "node_errors":  # accepted, but some outputs were dropped
                 log(format_rejection(PromptRejected({"message": "some outputs will not run"}, data), prompt))
                 return
-            if event == "execution_start" and on_submitted is not None:
-                on_submitted(data.get("prompt_id", ""))
             bar(event, data)
 
         extra = {"preview_method": "auto"} if previews else None
-        prompt_id, outcome = client.run(prompt, on_event=on_event, on_preview=on_preview, extra_data=extra)
+        prompt_id, outcome = client.run(prompt, on_event=on_event, on_preview=on_preview, extra_data=extra,
+                                        on_submitted=on_submitted, cancel=cancel)
         result.prompt_id = prompt_id
         if outcome.status == "success":
             result.outputs, result.texts = save_outputs(client, prompt_id, prompt, job, out_dir, previews)

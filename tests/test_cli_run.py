@@ -393,3 +393,27 @@ def test_bundled_workflows_are_found_by_name():
     if not names:
         pytest.skip("no bundled API workflows yet")
     assert io_.find_workflow(names[0].replace("_", "-")) == io_.API_DIR / f"{names[0]}.json"
+
+
+def test_ctrl_c_interrupts_our_prompt_and_returns(tmp_path, photos, fake, monkeypatch):
+    batch = pack_module("cli.batch")
+    client = pack_module("cli.comfy_client").ComfyClient
+    jobs = [batch.Job("one", photos["ref"], [photos["face"]], 1)]
+    wf = json.loads(workflow(tmp_path).read_text())
+    fake.hold.clear()  # the prompt starts and then sits in its first node
+    real_wait = batch.wait
+
+    seen = {}
+
+    def wait_then_ctrl_c(futures, timeout=None, return_when=None):
+        if fake.prompts and fake.running:
+            seen["prompt_id"] = fake.running[0][1]
+            raise KeyboardInterrupt
+        return real_wait(futures, timeout=timeout, return_when=return_when)
+
+    monkeypatch.setattr(batch, "wait", wait_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        batch.run_batch(jobs, [client(fake.url)], wf, tmp_path / "out", log=lambda m: None, progress=False)
+    fake.hold.set()
+    # a targeted interrupt: other users' prompts on that server are left alone
+    assert fake.interrupts == [{"prompt_id": seen["prompt_id"]}]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -379,3 +380,18 @@ def test_compose_positive_keeps_gemini_lighting(ap):
     p = ap.compose_positive("a photo of a man, soft window light, detailed skin", "")
     assert p == "a photo of a man, soft window light, detailed skin, sharp focus, photorealistic"
     assert ap.compose_positive("woman, red hair", "cinematic").startswith("a photo of woman, red hair, cinematic")
+
+
+def test_cache_lru_and_disk_pruning(ap, tmp_path):
+    cache = ap.PromptCache(max_entries=2, max_files=3)
+    for i in range(5):
+        cache.put(f"k{i}", {"description": f"d{i}"}, tmp_path)
+        os.utime(tmp_path / f"k{i}.json", (1000 + i, 1000 + i))  # distinct mtimes, oldest first
+    assert sorted(p.stem for p in tmp_path.glob("*.json")) == ["k2", "k3", "k4"]
+    assert list(cache._mem) == ["k3", "k4"]
+    assert cache.get("k1", tmp_path) is None  # evicted from memory and pruned from disk
+    assert cache.get("k2", tmp_path)["description"] == "d2"  # from disk, back into memory
+    assert list(cache._mem) == ["k4", "k2"]
+    (tmp_path / "k3.json").write_text("{not json")
+    cache.clear_memory()
+    assert cache.get("k3", tmp_path) is None  # a damaged file is a miss, not a crash

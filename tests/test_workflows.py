@@ -1,0 +1,273 @@
+"""The bundled workflows, checked offline the way ComfyUI would check them, and (tier ``comfyui``)
+run to completion in a real ComfyUI with the full-size random-weight test models."""
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from packload import PACK_ROOT, load_pack, pack_module
+
+WORKFLOWS = PACK_ROOT / "workflows"
+API = WORKFLOWS / "api"
+CORE_OBJECT_INFO = Path(__file__).parent / "data" / "comfyui-0.33.0-core-object_info.json"
+EXPECTED = {"recommended_portrait": 1, "fast_swap": 1, "couple_photo": 2, "auto_prompt": 1, "pre_paste": 1}
+NAMES = sorted(EXPECTED)
+
+fmt = pack_module("cli.workflow_format")
+check = pack_module("cli.workflow_check")
+
+
+@pytest.fixture(scope="module")
+def core() -> dict:
+    return json.loads(CORE_OBJECT_INFO.read_text())["nodes"]
+
+
+@pytest.fixture(scope="module")
+def pack_nodes() -> dict:
+    return dict(load_pack().NODE_CLASS_MAPPINGS)
+
+
+@pytest.fixture(scope="module")
+def schemas(core, pack_nodes) -> dict:
+    return {**core, **{n: fmt.schema_from_class(n, c) for n, c in pack_nodes.items()}}
+
+
+@pytest.fixture(scope="module")
+def accept(schemas):
+    """Combo values ComfyUI would only know at run time: uploaded images (LoadImage checks the file
+    itself) and model files, which must be files the manifest knows."""
+    manifest = pack_module("models.manifest")
+    files = set()
+    for m in manifest.MODELS:
+        files |= {m.filename, m.filename.split("/")[-1], *m.aliases}
+
+    def hook(ctype, name, value, options):
+        spec = {n: o for n, _, o, _ in fmt.ordered_inputs(schemas[ctype])}
+        if spec.get(name, {}).get("image_upload"):
+            return isinstance(value, str) and bool(value)
+        return value in files
+
+    return hook
+
+
+def ui(name: str) -> dict:
+    return json.loads((WORKFLOWS / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def api(name: str) -> dict:
+    return json.loads((API / f"{name}.json").read_text(encoding="utf-8"))
+
+
+# ------------------------------------------------------------------------------------- the folder
+def test_the_five_workflows_ship_in_both_formats_with_thumbnails():
+    assert {p.stem for p in WORKFLOWS.glob("*.json")} == set(EXPECTED)
+    assert {p.stem for p in API.glob("*.json")} == set(EXPECTED)
+    for name in EXPECTED:
+        with Image.open(WORKFLOWS / f"{name}.jpg") as im:
+            assert im.format == "JPEG" and im.width >= 320 and im.height >= 120
+
+
+def test_served_folder_holds_only_ui_format():
+    """ComfyUI serves every *.json directly in workflows/ as an editor template (UI format only)."""
+    for path in WORKFLOWS.glob("*.json"):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        assert fmt.is_ui_format(data) and not fmt.is_api_format(data), path
+    for path in API.glob("*.json"):
+        assert fmt.is_api_format(json.loads(path.read_text(encoding="utf-8"))), path
+
+
+def test_files_are_what_the_generator_builds():
+    spec = importlib.util.spec_from_file_location("i2p_workflows_build", WORKFLOWS / "build.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    assert build.main(["--check"]) == 0, "workflows are stale: run python workflows/build.py"
+
+
+# ---------------------------------------------------------------------------------- per workflow
+@pytest.mark.parametrize("name", NAMES)
+def test_every_node_type_exists(name, core, pack_nodes):
+    for node in ui(name)["nodes"]:
+        t = node["type"]
+        if t in fmt.VIRTUAL_NODES:
+            continue
+        if t.startswith("I2P"):
+            assert t in pack_nodes, f"{name}: pack node {t} is not in NODE_CLASS_MAPPINGS"
+        else:
+            assert t in core, f"{name}: {t} is not a core node of ComfyUI 0.33.0"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_api_version_passes_comfyui_validation(name, schemas, accept):
+    error, node_errors = check.check_api(api(name), schemas, accept)
+    assert error is None and node_errors == {}, (error, json.dumps(node_errors, indent=1))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ui_version_is_consistent(name, schemas):
+    assert check.check_ui(ui(name), schemas) == []
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_ui_and_api_versions_describe_the_same_graph(name, schemas):
+    converted = fmt.ui_to_api(ui(name), schemas)
+    shipped = api(name)
+    assert set(converted) == set(shipped)
+    for nid in shipped:
+        assert converted[nid]["class_type"] == shipped[nid]["class_type"], nid
+        assert converted[nid]["inputs"] == shipped[nid]["inputs"], nid
+        assert converted[nid]["_meta"]["title"] == shipped[nid]["_meta"]["title"], nid
+    assert fmt.graph_edges_api(converted) == fmt.graph_edges_api(shipped)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_has_a_description_note_and_groups(name):
+    data = ui(name)
+    notes = [n for n in data["nodes"] if n["type"] == "Note"]
+    assert len(notes) == 1 and len(notes[0]["widgets_values"][0]) > 200
+    assert "python -m ip_to_portrait run" in notes[0]["widgets_values"][0]
+    assert "NON-COMMERCIAL" in notes[0]["widgets_values"][0]
+    assert len(data["groups"]) >= 3
+    for node in data["nodes"]:  # every non-note node sits inside some group
+        if node["type"] == "Note":
+            continue
+        x, y = node["pos"]
+        assert any(g["bounding"][0] <= x <= g["bounding"][0] + g["bounding"][2]
+                   and g["bounding"][1] <= y <= g["bounding"][1] + g["bounding"][3] for g in data["groups"]), node["id"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_cli_finds_the_photo_inputs(name):
+    io_ = pack_module("cli.workflow_io")
+    prompt = api(name)
+    slots = io_.image_slots(prompt)
+    assert "reference" in slots
+    assert io_.face_count(prompt) == EXPECTED[name]
+    filled = io_.fill(prompt, "r.png", [f"f{i}.png" for i in range(EXPECTED[name])], 99)
+    assert filled[slots["reference"]]["inputs"]["image"] == "r.png"
+    assert any(n["inputs"].get("seed") == 99 for n in filled.values()) or name == "fast_swap"
+
+
+def test_recommended_settings(schemas):
+    """The issue's recommended settings, read from the shipped file."""
+    prompt = api("recommended_portrait")
+    by_type = {}
+    for node in prompt.values():
+        by_type.setdefault(node["class_type"], []).append(node["inputs"])
+    [identity] = by_type["I2PApplyIdentity"]
+    assert identity["mode"] == "FaceID Plus v2" and identity["stop_at"] == 0.9
+    [inpaint] = by_type["I2PFaceInpaint"]
+    assert inpaint["target_size"] == 1024
+    [swap] = by_type["I2PFaceSwap"]
+    assert swap["swap_model"] == "inswapper_128.onnx"
+    [restore] = by_type["I2PFaceRestore"]
+    assert restore["restore_model"] == "GFPGANv1.4.pth" and restore["strength"] == 0.9
+    assert "I2PFacePrePaste" not in by_type and len(by_type["I2PFaceInpaint"]) == 1  # no pre-paste, no refinement
+    assert "I2PIdentityScore" in by_type and "SaveImage" in by_type
+    masks = [n for n in by_type if "Mask" in n and n.startswith("I2P")]
+    for m in masks:
+        for inputs in by_type[m]:
+            assert inputs.get("include_hair", True) and inputs.get("include_neck", True)
+
+
+def test_fast_swap_has_no_diffusion():
+    types = {n["class_type"] for n in api("fast_swap").values()}
+    assert not types & {"CheckpointLoaderSimple", "I2PFaceInpaint", "KSampler", "I2PApplyIdentity"}
+    assert {"I2PFaceSwap", "I2PFaceRestore", "I2PIdentityScore"} <= types
+
+
+def test_auto_prompt_feeds_the_conditioning():
+    prompt = api("auto_prompt")
+    gemini = [nid for nid, n in prompt.items() if n["class_type"] == "I2PAutoPromptGemini"]
+    assert len(gemini) == 1
+    texts = [n["inputs"]["text"] for n in prompt.values() if n["class_type"] == "CLIPTextEncode"]
+    assert [gemini[0], 0] in texts and [gemini[0], 1] in texts
+
+
+# ------------------------------------------------------------------- the checker can say no
+def test_checker_catches_what_comfyui_rejects(schemas, accept):
+    good = api("fast_swap")
+    swap = next(nid for nid, n in good.items() if n["class_type"] == "I2PFaceSwap")
+    detect = next(nid for nid, n in good.items() if n["class_type"] == "I2PDetectFaces")
+    cases = {
+        "value_bigger_than_max": (swap, "mask_erode", 5.0),
+        "value_smaller_than_min": (detect, "threshold", 0.0),
+        "value_not_in_list": (swap, "swap_model", "nope.onnx"),
+        "invalid_input_type": (detect, "det_size", "large"),
+        "return_type_mismatch": (swap, "target_faces", [next(iter(good)), 0]),  # LoadImage's IMAGE
+    }
+    for kind, (nid, key, value) in cases.items():
+        bad = copy.deepcopy(good)
+        bad[nid]["inputs"][key] = value
+        error, node_errors = check.check_api(bad, schemas, accept)
+        assert [e["type"] for e in node_errors[nid]["errors"]] == [kind], kind
+    bad = copy.deepcopy(good)
+    del bad[swap]["inputs"]["source_faces"]
+    assert check.check_api(bad, schemas, accept)[1][swap]["errors"][0]["type"] == "required_input_missing"
+    bad = copy.deepcopy(good)
+    bad[swap]["class_type"] = "I2PNoSuchNode"
+    assert check.check_api(bad, schemas, accept)[0]["type"] == "missing_node_type"
+
+
+def test_ui_checker_catches_shifted_widgets_and_broken_links(schemas):
+    data = ui("fast_swap")
+    swap = next(n for n in data["nodes"] if n["type"] == "I2PFaceSwap")
+    swap["widgets_values"] = swap["widgets_values"][1:]
+    data["links"][0][5] = "MASK"
+    problems = check.check_ui(data, schemas)
+    assert any("widget values, expected" in p for p in problems)
+    assert any(p.startswith(f"link {data['links'][0][0]}:") for p in problems)
+
+
+def test_seed_widget_gets_its_control_value(schemas):
+    layout = fmt.widget_layout(schemas["KSampler"])
+    assert layout[:3] == [("seed", "value"), ("seed", "control"), ("steps", "value")]
+    assert fmt.widget_layout(schemas["LoadImage"]) == [("image", "value"), ("image", "upload")]
+    inpaint = [k for k in fmt.widget_layout(schemas["I2PFaceInpaint"]) if k[0] == "seed"]
+    assert inpaint == [("seed", "value"), ("seed", "control")]
+
+
+# ----------------------------------------------------------------------------- real ComfyUI tier
+FAST = {"steps": 2, "target_size": 256}
+
+
+@pytest.mark.comfyui
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_workflow_runs_in_real_comfyui(name, tmp_path, request):
+    """Through POST /prompt with the CLI, in a real ComfyUI with the full random-weight models."""
+    fixtures = pytest.importorskip("comfyui_fixtures")
+    if "comfyui_server" not in dir(fixtures):
+        pytest.skip("tests/comfyui_fixtures.py has no comfyui_server fixture")
+    server = request.getfixturevalue("comfyui_server")
+    url = getattr(server, "url", server)
+    from skimage import data as skdata
+
+    ref, face, face2 = tmp_path / "ref.png", tmp_path / "face.png", tmp_path / "face2.png"
+    Image.fromarray(skdata.astronaut()).save(ref)
+    Image.fromarray(skdata.astronaut()).resize((384, 384)).save(face)
+    Image.fromarray(skdata.astronaut()[::-1].copy()).save(face2)
+    prompt = api(name)
+    for node in prompt.values():  # 2 steps at 256 px: the graph, not the picture, is under test
+        for key, value in FAST.items():
+            if key in node["inputs"] and not isinstance(node["inputs"][key], list):
+                node["inputs"][key] = value
+        if node["class_type"] == "I2PFaceSwap":  # a random-weight NSFW classifier gives random verdicts
+            node["inputs"]["content_safety"] = "off"
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(prompt))
+    faces = [face, face2][:EXPECTED[name]]
+    argv = ["run", "--workflow", str(path), "--reference", str(ref), "--out", str(tmp_path / "out"),
+            "--server", url, "--seed", "1"]
+    for f in faces:
+        argv += ["--face", str(f)]
+    rc = pack_module("cli.main").main(argv)
+    result = json.loads((tmp_path / "out" / "summary.json").read_text())[0]
+    assert rc == 0, result["message"]
+    assert result["status"] == "ok" and result["outputs"], result
+    with Image.open(result["outputs"][0]) as im:
+        assert im.size == Image.open(ref).size

@@ -395,3 +395,11 @@ def test_cache_lru_and_disk_pruning(ap, tmp_path):
     (tmp_path / "k3.json").write_text("{not json")
     cache.clear_memory()
     assert cache.get("k3", tmp_path) is None  # a damaged file is a miss, not a crash
+
+
+def test_unwritable_cache_folder_costs_only_the_disk_cache(server, env):
+    (env / "__ip_to_portrait").mkdir(parents=True)
+    (env / "__ip_to_portrait" / "gemini_cache").write_text("a file where the folder should be")
+    assert run()["result"][3].startswith("Gemini ")
+    assert "cached" in run()["result"][3]  # the memory cache still works
+    assert len(server.requests) == 1

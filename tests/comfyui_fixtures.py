@@ -12,6 +12,7 @@ free loopback port, in a throwaway base directory:
 ``~/.cache/ip_to_portrait/test-models/full``), a ComfyUI-style models tree, and only linked from
 there: the SDXL checkpoint alone is 6.9 GB. ``$I2P_COMFY_TEST_MODELS`` (comma-separated manifest ids,
 or ``none``) limits which are built; by default every entry whose builder supports ``full``.
+``$I2P_COMFY_EXTRA_ARGS`` adds flags to ComfyUI's command line (e.g. ``--bf16-unet``).
 
 ``ComfyServer`` has the helpers other integration tests use: ``object_info``, ``queue_prompt``,
 ``run_prompt`` (queues a prompt and collects its websocket events until it is done), ``history``,
@@ -22,6 +23,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -41,6 +43,7 @@ PACK_ROOT = Path(__file__).resolve().parent.parent
 PACK_DIR_NAME = "ip_to_portrait"
 CACHE_ENV = "I2P_TEST_MODELS_CACHE"
 MODELS_ENV = "I2P_COMFY_TEST_MODELS"
+EXTRA_ARGS_ENV = "I2P_COMFY_EXTRA_ARGS"  # more main.py flags, e.g. "--bf16-unet" (less memory)
 START_TIMEOUT_S = float(os.environ.get("I2P_COMFY_START_TIMEOUT", "300"))
 
 
@@ -84,6 +87,22 @@ def build_models(cache: Path, ids: Iterable[str], profile: str = "full") -> tupl
         except Exception as exc:  # noqa: BLE001 - recorded and reported, see docstring
             skipped[model_id] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
     return built, skipped
+
+
+def build_models_in_subprocess(cache: Path, ids: Iterable[str], profile: str = "full",
+                               python: str = sys.executable) -> tuple[dict[str, Path], dict[str, str]]:
+    """:func:`build_models` in a child process, so the memory that full-size builds take is returned
+    to the system before a multi-GB ComfyUI server starts next to the test process."""
+    ids = list(ids)
+    if not ids:
+        return {}, {}
+    cmd = [python, str(Path(__file__).resolve()), "build", str(cache), profile, *ids]
+    proc = subprocess.run(cmd, cwd=Path(__file__).resolve().parent, capture_output=True, text=True,
+                          env=_server_env())
+    if proc.returncode != 0:
+        raise RuntimeError(f"building test models failed:\n{proc.stderr[-4000:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {k: Path(v) for k, v in out["built"].items()}, out["skipped"]
 
 
 def link_models(files: Iterable[Path], cache: Path, models_dir: Path) -> list[Path]:
@@ -435,11 +454,11 @@ def comfyui_server(tmp_path_factory):
     cache.mkdir(parents=True, exist_ok=True)
     ids = wanted_model_ids([m.id for m in model_factory.manifest().MODELS], os.environ.get(MODELS_ENV))
     t0 = time.monotonic()
-    built, skipped = build_models(cache, ids)
+    built, skipped = build_models_in_subprocess(cache, ids)
     link_models(built.values(), cache, dirs["models"])
     report = [f"[i2p test] full test models from {cache} ({time.monotonic() - t0:.0f} s): {len(built)} linked"]
     report += [f"[i2p test]   skipped {k}: {v}" for k, v in skipped.items()]
-    server = ComfyServer(Path(comfy_path), base)
+    server = ComfyServer(Path(comfy_path), base, extra_args=shlex.split(os.environ.get(EXTRA_ARGS_ENV, "")))
     server.model_report = "\n".join(report)
     server.log_path.write_text(server.model_report + "\n")
     server.built_models = built
@@ -461,3 +480,9 @@ def _record_figures(server: ComfyServer) -> None:
         f.write(line + "\n")
     sys.stderr.write(line + "\n")
 
+
+if __name__ == "__main__":  # python comfyui_fixtures.py build CACHE PROFILE ID... (see build_models_in_subprocess)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    _, _cmd, _cache, _profile, *_ids = sys.argv
+    _built, _skipped = build_models(Path(_cache), _ids, _profile)
+    print(json.dumps({"built": {k: str(v) for k, v in _built.items()}, "skipped": _skipped}))

@@ -314,7 +314,7 @@ _FIXES = {
     "network": "check the internet connection, proxy or firewall (and $GOOGLE_GEMINI_BASE_URL if set).",
     "blocked": "use another face image; or turn use_fallback on.",
     "empty": "change prompt_seed or temperature and queue again.",
-    "unexpected": "update google-genai (pip install -U google-genai) and queue again.",
+    "unexpected": "check $GOOGLE_GEMINI_BASE_URL or the proxy if one is set, else update google-genai.",
 }
 _INPUTS = {"not_found": "model", "bad_request": "model", "timeout": "timeout_s", "rate_limit": "retries",
            "server": "retries", "blocked": "face_image", "empty": "prompt_seed"}

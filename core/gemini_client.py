@@ -164,4 +164,4 @@ def _map_exception(exc: Exception, api_key: str, url: str | None) -> GeminiFailu
         return GeminiFailure("timeout", f"Gemini did not answer in time{where}.")
     if {"ConnectError", "TransportError", "NetworkError"} & names or isinstance(exc, OSError):
         return GeminiFailure("network", f"could not reach Gemini{where} (no network, a proxy or a firewall).")
-    return GeminiFailure("unexpected", f"the Gemini client failed ({type(exc).__name__}).")
+    return GeminiFailure("unexpected", f"the Gemini answer{where} could not be used ({type(exc).__name__}).")

@@ -45,6 +45,12 @@ class Recorded:
         return [p["text"] for c in self.body.get("contents", []) for p in c.get("parts", []) if "text" in p]
 
 
+@dataclass
+class _Raw:
+    body: bytes
+    content_type: str
+
+
 Reply = Callable[["Recorded"], tuple[int, dict, float]]  # -> (status, json body, delay seconds)
 
 
@@ -128,6 +134,10 @@ class FakeGemini:
     def reply_no_candidates(self) -> None:
         self._default = lambda req: (200, {"candidates": [], "usageMetadata": {"promptTokenCount": 1290}}, 0.0)
 
+    def reply_raw(self, status: int, body: bytes, content_type: str = "text/html") -> None:
+        """A non-JSON answer, as a misconfigured proxy gives."""
+        self._default = lambda req: (status, _Raw(body, content_type), 0.0)
+
     def queue(self, replies: list[Reply]) -> None:
         """Replies used, in order, for the next requests (then the default again)."""
         with self._lock:
@@ -177,11 +187,14 @@ class FakeGemini:
         self._send(h, status, payload)
 
     @staticmethod
-    def _send(h: BaseHTTPRequestHandler, status: int, payload: dict) -> None:
-        data = json.dumps(payload).encode()
+    def _send(h: BaseHTTPRequestHandler, status: int, payload) -> None:
+        if isinstance(payload, _Raw):
+            data, ctype = payload.body, payload.content_type
+        else:
+            data, ctype = json.dumps(payload).encode(), "application/json; charset=UTF-8"
         try:
             h.send_response(status)
-            h.send_header("Content-Type", "application/json; charset=UTF-8")
+            h.send_header("Content-Type", ctype)
             h.send_header("Content-Length", str(len(data)))
             h.end_headers()
             h.wfile.write(data)

@@ -185,6 +185,8 @@ def _set_case(server, monkeypatch, case):
         monkeypatch.delenv("GEMINI_API_KEY")
     elif case == "bad_key":
         monkeypatch.setenv("GEMINI_API_KEY", "AIzaWRONG-key-000000000000000000000000")
+    elif case == "html_200":
+        server.reply_raw(200, b"<html><body>proxy login required</body></html>")
     elif case == "model_404":
         server.reply_error(404, "models/gemini-9 is not found for API version v1.")
 
@@ -201,6 +203,7 @@ CASES = {  # case -> (words expected in the message, input the error names)
     "no_key": (("no Gemini API key", "gemini.json"), None),
     "bad_key": (("API key not valid",), None),
     "model_404": (("404", "NOT_FOUND"), "model"),
+    "html_200": (("could not be used", "JSONDecodeError"), None),
 }
 
 

@@ -417,3 +417,29 @@ def test_ctrl_c_interrupts_our_prompt_and_returns(tmp_path, photos, fake, monkey
     fake.hold.set()
     # a targeted interrupt: other users' prompts on that server are left alone
     assert fake.interrupts == [{"prompt_id": seen["prompt_id"]}]
+
+
+# ---------------------------------------------------------------------------------- real ComfyUI
+@pytest.mark.comfyui
+def test_real_comfyui_rejection_is_printed_node_by_node(tmp_path, photos, comfyui_server, capsys):
+    """The same CLI against the real server: uploads land, and a bad value comes back as ComfyUI's
+    own node_errors, printed per node (no model is loaded for this)."""
+    out = tmp_path / "out"
+    wf = workflow(tmp_path, **{"3__blend_factor": 5.0})
+    rc = cli("run", "--workflow", str(wf), "--reference", str(photos["ref"]), "--face", str(photos["face"]),
+             "--out", str(out), "--server", comfyui_server.url)
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "node 3 'Blend' (ImageBlend):" in err
+    assert "value_bigger_than_max: Value 5.0 bigger than max of 1.0: blend_factor" in err
+
+
+@pytest.mark.comfyui
+def test_real_comfyui_core_workflow_runs(tmp_path, photos, comfyui_server):
+    out = tmp_path / "out"
+    assert cli("run", "--workflow", str(workflow(tmp_path)), "--reference", str(photos["ref"]), "--face",
+               str(photos["face"]), "--seed", "5", "--out", str(out), "--server", comfyui_server.url) == 0
+    [result] = summary(out)
+    assert result["status"] == "ok" and len(result["outputs"]) == 1
+    with Image.open(result["outputs"][0]) as im:
+        assert im.size == (48, 48)

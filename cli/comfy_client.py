@@ -94,13 +94,21 @@ def normalize_url(url: str) -> str:
 
 
 class ComfyClient:
-    """One ComfyUI server. Thread-safe enough for one job per thread (a requests.Session each)."""
+    """One ComfyUI server; batch jobs share it from several threads (one requests.Session each)."""
 
     def __init__(self, url: str, timeout: float = 30.0):
         self.url = normalize_url(url)
         self.timeout = timeout
-        self.session = requests.Session()
-        self.session.trust_env = False  # a proxy setting must not redirect loopback traffic
+        self._local = threading.local()
+
+    @property
+    def session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+            if urlsplit(self.url).hostname in ("127.0.0.1", "localhost", "::1"):
+                session.trust_env = False  # a proxy setting must not redirect loopback traffic
+        return session
 
     def __repr__(self) -> str:
         return f"ComfyClient({self.url})"

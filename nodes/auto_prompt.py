@@ -97,9 +97,14 @@ class I2PAutoPromptGemini:
                 mask = images.to_mask_arrays(hair_mask)[0]
             except ValueError as exc:
                 raise I2PError(node, "hair_mask", str(exc), "connect the face-parsing node's hair_mask.") from None
-        face = None
+        face, notes = None, []
         if faces is not None and len(faces) > 0 and faces.for_image(0).faces:
-            face = faces.for_image(0).faces[0]
+            faceset = faces.for_image(0)
+            if tuple(faceset.image_size) == face_batch[0].shape[:2]:
+                face = faceset.faces[0]
+            else:  # gender/age of someone in another picture would describe the wrong person
+                notes.append(f"faces ignored: detected on a {faceset.image_size[1]}x{faceset.image_size[0]} "
+                             f"image, face_image is {face_batch[0].shape[1]}x{face_batch[0].shape[0]}")
 
         settings = auto_prompt.Settings(model=model, temperature=float(temperature), style_hint=style_hint,
                                         seed=int(prompt_seed), timeout_s=float(timeout_s), retries=int(retries))
@@ -107,8 +112,12 @@ class I2PAutoPromptGemini:
                                              hair_mask=mask, use_fallback=bool(use_fallback),
                                              disk_cache=bool(cache_on_disk), node=node)
         status = result.status
+        if result.source != "fallback":
+            notes = []  # the faces input only matters to the template
         if len(face_batch) > 1:
-            status += f" (described the first of {len(face_batch)} images)"
+            notes.append(f"described the first of {len(face_batch)} images")
+        if notes:
+            status += " (" + "; ".join(notes) + ")"
         text = f"{status}\n\npositive: {result.positive}\n\nnegative: {result.negative}"
         return {"ui": {"text": [text]}, "result": (result.positive, result.negative, result.description, status)}
 

@@ -406,3 +406,14 @@ def test_unwritable_cache_folder_costs_only_the_disk_cache(server, env):
     assert run()["result"][3].startswith("Gemini ")
     assert "cached" in run()["result"][3]  # the memory cache still works
     assert len(server.requests) == 1
+
+
+def test_faces_from_another_image_are_not_used_for_the_template(env):
+    ft = pack_module("core.face_types")
+    face = ft.Face(bbox=np.array([10, 10, 70, 70], np.float32), kps=np.zeros((5, 2), np.float32), det_score=0.9,
+                   gender="male", age=52)
+    faces = ft.Faces(sets=[ft.FaceSet(image_size=(512, 640), faces=[face])])
+    _, _, description, status = run(image=torch.rand(2, 80, 80, 3), faces=faces)["result"]
+    assert description == "a photo of a person"
+    assert "faces ignored: detected on a 640x512 image, face_image is 80x80" in status
+    assert "described the first of 2 images" in status

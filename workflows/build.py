@@ -70,6 +70,10 @@ def mask(g: Graph, ref, faces, title: str = "Face mask (hair + neck)", hair: boo
                  include_hair=hair, include_neck=neck)
 
 
+def preview(g: Graph, image, title: str):
+    return g.add("PreviewImage", "Face analysis", title, images=image)
+
+
 def checkpoint(g: Graph):
     return g.add("CheckpointLoaderSimple", "Inputs", "SDXL inpainting checkpoint", ckpt_name=CHECKPOINT)
 
@@ -140,6 +144,7 @@ def recommended_portrait(schemas) -> Graph:
     a = analysis(g, i["ref"])
     src = detect_source(g, a["analyzer"], i["face"], "Detect face (face photo)")
     m = mask(g, i["ref"], a["targets"])
+    preview(g, m["preview"], "Mask preview")
     model, _, _ = identity(g, ckpt, i["face"], src, a["analyzer"])
     pos, neg = prompts(g, ckpt)
     inp = inpaint(g, model, pos, neg, ckpt, i["ref"]["IMAGE"], m, a["targets"])
@@ -161,6 +166,7 @@ def fast_swap(schemas) -> Graph:
     i = inputs(g)
     a = analysis(g, i["ref"])
     src = detect_source(g, a["analyzer"], i["face"], "Detect face (face photo)")
+    preview(g, a["targets"]["preview"], "Detected faces (numbered)")
     swap = swap_restore(g, i["ref"]["IMAGE"], a["targets"], i["face"], src)
     rest = restore(g, swap["image"], a["targets"])
     finish(g, rest["image"], a["analyzer"], a["targets"], src, "fast_swap")
@@ -186,6 +192,7 @@ def couple_photo(schemas) -> Graph:
                     image=i["ref"]["IMAGE"], order="left-right", indices="0")
     person2 = g.add("I2PDetectFaces", "Face analysis", "Person 2 = reference face 1", analyzer=a["analyzer"]["analyzer"],
                     image=i["ref"]["IMAGE"], order="left-right", indices="1")
+    preview(g, a["targets"]["preview"], "Reference faces, numbered left to right")
     src1 = detect_source(g, a["analyzer"], i["face"], "Detect face (face photo 1)")
     src2 = detect_source(g, a["analyzer"], i["face2"], "Detect face (face photo 2)")
     m1 = mask(g, i["ref"], person1, "Mask person 1")
@@ -223,6 +230,7 @@ def auto_prompt(schemas) -> Graph:
     a = analysis(g, i["ref"])
     src = detect_source(g, a["analyzer"], i["face"], "Detect face (face photo)")
     m = mask(g, i["ref"], a["targets"])
+    preview(g, m["preview"], "Mask preview")
     src_hair = mask(g, i["face"], src, "Hair mask (face photo)")
     model, _, _ = identity(g, ckpt, i["face"], src, a["analyzer"])
     gemini = g.add("I2PAutoPromptGemini", "Prompt", "Auto prompt (Gemini)", face_image=i["face"]["IMAGE"],
@@ -249,6 +257,7 @@ def pre_paste(schemas) -> Graph:
     a = analysis(g, i["ref"])
     src = detect_source(g, a["analyzer"], i["face"], "Detect face (face photo)")
     m = mask(g, i["ref"], a["targets"])
+    preview(g, m["preview"], "Mask preview")
     pasted = g.add("I2PFacePrePaste", "Inpaint", "Face pre-paste", image=i["ref"]["IMAGE"], mask=m["mask"],
                    faces=a["targets"]["faces"], source_image=i["face"]["IMAGE"], source_faces=src["faces"])
     pos, neg = prompts(g, ckpt)

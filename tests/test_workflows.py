@@ -113,6 +113,35 @@ def test_ui_version_is_consistent(name, schemas):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_ui_version_has_the_editors_schema(name):
+    """The fields the editor's workflow schema (version 0.4) requires, with their types."""
+    import uuid
+
+    data = ui(name)
+    uuid.UUID(data["id"])
+    assert isinstance(data["version"], (int, float)) and isinstance(data["last_link_id"], int)
+    assert isinstance(data["last_node_id"], (int, str))
+    num = (int, float)
+    for node in data["nodes"]:
+        assert isinstance(node["id"], int) and isinstance(node["type"], str)
+        for key in ("pos", "size"):
+            assert len(node[key]) == 2 and all(isinstance(v, num) for v in node[key])
+        assert isinstance(node["flags"], dict) and isinstance(node["order"], int) and isinstance(node["mode"], int)
+        assert isinstance(node["properties"], dict) and isinstance(node["widgets_values"], list)
+        for slot in node["inputs"]:
+            assert isinstance(slot["name"], str) and isinstance(slot["type"], str)
+            assert slot["link"] is None or isinstance(slot["link"], int)
+        for slot in node["outputs"]:
+            assert isinstance(slot["name"], str) and all(isinstance(i, int) for i in slot["links"])
+    for link in data["links"]:
+        assert len(link) == 6 and all(isinstance(v, int) for v in link[:5]) and isinstance(link[5], str)
+    for group in data["groups"]:
+        assert isinstance(group["title"], str) and len(group["bounding"]) == 4
+    assert set(data["extra"]["ds"]) >= {"scale", "offset"}
+    assert [n["order"] for n in data["nodes"]] == list(range(len(data["nodes"])))
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_ui_and_api_versions_describe_the_same_graph(name, schemas):
     converted = fmt.ui_to_api(ui(name), schemas)
     shipped = api(name)

@@ -443,3 +443,21 @@ def test_real_comfyui_core_workflow_runs(tmp_path, photos, comfyui_server):
     assert result["status"] == "ok" and len(result["outputs"]) == 1
     with Image.open(result["outputs"][0]) as im:
         assert im.size == (48, 48)
+
+
+@pytest.mark.parametrize("name", ["recommended_portrait", "fast_swap", "couple_photo", "auto_prompt", "pre_paste"])
+def test_bundled_workflow_by_name_through_the_fake(name, tmp_path, photos, fake):
+    """Each shipped API workflow passes the fake's ComfyUI validation (the pack's real node schemas)
+    once the CLI has filled in the photos, and its saved image comes back."""
+    faces = [photos["face"], photos["face2"]] if name == "couple_photo" else [photos["face"]]
+    argv = ["run", "--workflow", name.replace("_", "-"), "--reference", str(photos["ref"]), "--seed", "9",
+            "--out", str(tmp_path / "out"), "--server", fake.url]
+    for f in faces:
+        argv += ["--face", str(f)]
+    assert cli(*argv) == 0, fake.rejected
+    [result] = summary(tmp_path / "out")
+    assert result["status"] == "ok" and len(result["outputs"]) == 1
+    prompt = fake.prompts[0]["prompt"]
+    images = sorted(n["inputs"]["image"] for n in prompt.values() if n["class_type"] == "LoadImage")
+    assert images == sorted(f"i2p_cli/{p.name}" for p in [photos["ref"], *faces])
+    assert any(k.endswith("/ text") for k in result["texts"])  # the identity score's text came back

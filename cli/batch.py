@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from .comfy_client import ComfyClient, ServerLost
-from .runner import FAILED, LOST, Job, JobResult, run_job
+from .runner import FAILED, LOST, OK, Job, JobResult, run_job
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 FACE_KEYS = ("face", "face1", "face2", "face3", "face4")
@@ -207,6 +207,8 @@ def run_batch(jobs: list[Job], clients: list[ComfyClient], workflow: dict, out_d
                         pending.insert(0, job)
                         continue
                 results[job.name] = result
+                if result.status == OK and not single:
+                    log(f"[{job.name}] done on {client.url} in {result.seconds:.1f} s: {result.message}")
                 if bar is not None:
                     bar.update(1)
     except KeyboardInterrupt:

@@ -16,7 +16,8 @@ class I2PFaceRestore:
         "Restores faces with GFPGAN v1.4 (Apache-2.0; loaded through spandrel, which also recognises "
         "RestoreFormer and - with its extra package - CodeFormer). Each face is aligned to the 512 px FFHQ "
         "template from its landmarks, restored, and pasted back through a soft face-only mask; 'strength' "
-        "blends restored and original on the face only, so the rest of the photo is untouched."
+        "blends restored and original on the face only, so the rest of the photo is untouched. Runs in bf16 where "
+        "the device computes it natively (recent CPUs and GPUs), else fp32."
     )
     CATEGORY = "IP-to-Portrait/post"
     FUNCTION = "restore"

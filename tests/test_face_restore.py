@@ -39,6 +39,14 @@ def test_gfpgan_loads_through_spandrel_and_is_cached(restorer, test_models):
     assert "GFPGAN" in restorer.describe()
 
 
+def test_precision_choice(test_models):
+    fp32 = fr.load_restorer(test_models.get("gfpgan-v1.4"), precision="fp32")
+    assert "fp32" in fp32.describe() and next(fp32.managed.module.parameters()).dtype.is_floating_point
+    with pytest.raises(errors.I2PError) as info:
+        fr.load_restorer(test_models.get("gfpgan-v1.4"), precision="fp8")
+    assert info.value.input_name == "precision"
+
+
 def test_ffhq_alignment_puts_landmarks_on_the_template():
     face = _face(200, 150, 120)
     m = fp.ffhq_affine(face.kps, 512)

@@ -149,6 +149,8 @@ class I2PFaceSwap:
             lines.append("content safety: OFF (switched off on this node)")
 
         model, licences = load_swap_model(swap_model, provider)
+        if content_safety == "on":
+            licences.append(manifest.license_text(nsfw_gate.FOLDER, f"{nsfw_gate.SUBDIR}/model.safetensors"))
         boost = None
         if resolution_boost != NO_BOOST:
             from ..core.face_restore import load_restorer
@@ -165,7 +167,12 @@ class I2PFaceSwap:
         out_images, seams, swapped_sets = [], [], []
         plans = []
         for b in range(len(targets)):
-            tfaces = target_faces.for_image(b).faces
+            fset = target_faces.for_image(b)
+            if fset.faces and tuple(fset.image_size) != targets[b].shape[:2]:
+                raise I2PError(NODE, "target_faces", f"the faces were detected on a {fset.image_size[1]}x"
+                               f"{fset.image_size[0]} image, but image {b} is {targets[b].shape[1]}x{targets[b].shape[0]}.",
+                               "detect the faces on the same image that goes into 'image'.")
+            tfaces = fset.faces
             pairs = face_swap.parse_mapping(source_indices, target_indices, len(flat), len(tfaces)) if tfaces else []
             plans.append(pairs)
         total = sum(len(p) for p in plans)

@@ -303,7 +303,7 @@ def test_swap_node_couple_changes_only_the_two_faces(test_models, swap_model):
     assert not diff[~inside_any].any()  # nothing else did
     assert [f.center for f in swapped.sets[0].faces] == [faces.sets[0].faces[1].center, faces.sets[0].faces[0].center]
     assert "source face 0 -> target face 1" in info and "licences:" in info
-    assert "content safety P(nsfw)" in info
+    assert "content safety P(nsfw)" in info and "vit-base-nsfw-detector/model.safetensors: Apache-2.0" in info
     if swap_model.startswith("ghost"):
         assert "Apache-2.0" in info and "commercial use allowed" in info
     else:
@@ -339,6 +339,10 @@ def test_swap_node_errors_are_clear(test_models):
     with pytest.raises(errors.I2PError) as info:
         _run(_node(), img, faces, img, empty, source_indices="", target_indices="", content_safety="off")
     assert info.value.input_name == "source_faces"
+    small = img[:256, :256]
+    with pytest.raises(errors.I2PError) as info:
+        _run(_node(), small, faces, img, faces, content_safety="off")
+    assert info.value.input_name == "target_faces" and "512x512" in str(info.value)
     with pytest.raises(errors.I2PError) as info:
         _run(_node(), img, faces, img, faces, swap_model="inswapper_missing.onnx", content_safety="off")
     assert "models/insightface" in str(info.value)

@@ -138,6 +138,7 @@ class FaceParser:
         device = next(module.parameters()).device
         x = (crop.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
         x = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].to(device)
+        x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             logits = module(x)[0]
         return logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
@@ -208,12 +209,13 @@ def face_mask_in_image(parsed: ParsedFace, crop_mask: np.ndarray, shape: tuple[i
 
 def colour_preview(rgb: np.ndarray, parsed: list[ParsedFace]) -> np.ndarray:
     """The image with each face's parse painted over it in the CelebAMask-HQ palette."""
-    out = rgb.astype(np.float32)
+    out = np.ascontiguousarray(rgb, np.uint8).copy()
     for p in parsed:
         labels = crop_to_image(p.labels, p.matrix, rgb.shape[:2], nearest=True)
         on = labels > 0
-        out[on] = 0.45 * out[on] + 0.55 * PALETTE[labels[on]].astype(np.float32)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        blend = 0.45 * out[on].astype(np.float32) + 0.55 * PALETTE[labels[on]].astype(np.float32)
+        out[on] = np.clip(np.rint(blend), 0, 255).astype(np.uint8)
+    return out
 
 
 # ------------------------------------------------------------------------------------- the stage

@@ -53,7 +53,10 @@ def grow(mask: np.ndarray, pixels: float) -> np.ndarray:
         out = np.zeros_like(mask)
         out[roi] = _distance_outside(mask[roi]) <= pixels
         return out
-    return _distance_inside(mask) > -pixels
+    roi = _roi(mask, 0)
+    out = np.zeros_like(mask)
+    out[roi] = _distance_inside(mask[roi]) > -pixels
+    return out
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
@@ -68,9 +71,13 @@ def feather(mask: np.ndarray, width: float) -> np.ndarray:
     mask = np.asarray(mask, bool)
     if width <= 0 or not mask.any():
         return mask.astype(np.float32)
-    signed = np.where(mask, _distance_inside(mask) - 0.5, 0.5 - _distance_outside(mask))
+    roi = _roi(mask, width)  # the soft band lies within width/2 of the mask: work on its box only
+    m = mask[roi]
+    signed = np.where(m, _distance_inside(m) - 0.5, 0.5 - _distance_outside(m))
     t = np.clip(0.5 + signed / float(width), 0.0, 1.0)
-    return (t * t * (3.0 - 2.0 * t)).astype(np.float32)
+    out = np.zeros(mask.shape, np.float32)
+    out[roi] = t * t * (3.0 - 2.0 * t)
+    return out
 
 
 def keep_connected(mask: np.ndarray, seed: np.ndarray) -> np.ndarray:

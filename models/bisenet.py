@@ -55,5 +55,31 @@ def load_bisenet(path: str | Path, device=None) -> comfy_adapter.ManagedModel:
     net.eval()
     for p in net.parameters():
         p.requires_grad_(False)
+    net = fuse_batchnorm(net).to(memory_format=torch.channels_last)
     dev = device if device is not None else comfy_adapter.torch_device()
     return comfy_adapter.ManagedModel(net, load_device=torch.device(dev))
+
+
+_PAIRS = (("conv", "bn"), ("conv1", "bn1"), ("conv2", "bn2"), ("conv_atten", "bn_atten"), ("0", "1"))
+
+
+def fuse_batchnorm(net):
+    """Fold every BatchNorm that directly follows a convolution into it (inference only): the same
+    output, about a fifth less work on a CPU. Pairs are the ones facexlib's BiSeNet applies in sequence."""
+    import torch
+    from torch import nn
+
+    for parent in list(net.modules()):
+        for conv_name, bn_name in _PAIRS:
+            conv, bn = getattr(parent, conv_name, None), getattr(parent, bn_name, None)
+            if not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)):
+                continue
+            with torch.no_grad():
+                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                bias = bn.bias - bn.running_mean * scale
+                if conv.bias is not None:
+                    bias = bias + conv.bias * scale
+                conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
+                conv.bias = nn.Parameter(bias, requires_grad=False)
+            setattr(parent, bn_name, nn.Identity())
+    return net

@@ -240,6 +240,15 @@ def test_bisenet_loads_both_key_layouts_and_rejects_others(bisenet, tmp_path):
     managed = bn.load_bisenet(bisenet, device="cpu")
     out = managed.load()(torch.zeros(1, 3, 64, 64))
     assert out[0].shape == (1, 19, 64, 64)
+    # BatchNorm folded into the convolutions: same output as facexlib's own module with the file loaded
+    from facexlib.parsing.bisenet import BiSeNet
+
+    ref = BiSeNet(num_class=19)
+    ref.load_state_dict(torch.load(bisenet, map_location="cpu", weights_only=True), strict=False)
+    ref.eval()
+    x = torch.randn(1, 3, 96, 96, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        torch.testing.assert_close(managed.module(x)[0], ref(x)[0], atol=1e-3, rtol=1e-3)
     wrapped = tmp_path / "79999_iter.pth"
     build_bisenet(wrapped, prefix="module.")  # saved from DataParallel
     net2 = bn.load_bisenet(wrapped, device="cpu").load()
@@ -308,7 +317,7 @@ def test_parsing_node_any_image(nodes):
     tiny = torch.from_numpy(cv2.resize(base, (24, 20))[None])
     large = torch.from_numpy(cv2.resize(base, (3001, 2203))[None])
     for image in (rgba, gray, tiny, large):
-        faces = detect(nodes, image)
+        faces = detect(nodes, image, indices="0")
         mask, preview, hair = parse_node(nodes, image, faces, expand=0.1)
         h, w = image.shape[1:3]
         assert tuple(mask.shape) == (1, h, w) and tuple(preview.shape) == (1, h, w, 3)

@@ -77,15 +77,21 @@ def build_models(cache: Path, ids: Iterable[str], profile: str = "full") -> tupl
     each stage's owner adds ``full`` support to its own builder, and the server starts with what
     there is. The reasons go into the server log header so a missing model is never a mystery.
     """
+    import fcntl
+
     import model_factory
 
     built: dict[str, Path] = {}
     skipped: dict[str, str] = {}
-    for model_id in ids:
-        try:
-            built[model_id] = model_factory.build(model_id, cache, profile)
-        except Exception as exc:  # noqa: BLE001 - recorded and reported, see docstring
-            skipped[model_id] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+    Path(cache).mkdir(parents=True, exist_ok=True)
+    with open(Path(cache) / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two sessions sharing one cache must not write one file twice
+        for model_id in ids:
+            try:
+                built[model_id] = model_factory.build(model_id, cache, profile)
+            except Exception as exc:  # noqa: BLE001 - recorded and reported, see docstring
+                msg = str(exc).strip()
+                skipped[model_id] = f"{type(exc).__name__}: {msg.splitlines()[-1] if msg else ''}"
     return built, skipped
 
 

@@ -1,0 +1,169 @@
+"""Run the identity patch inside a real ComfyUI (imported in-process from $COMFYUI_PATH) and print
+JSON results; tests/test_identity_comfyui.py runs it in a subprocess so ComfyUI's modules never leak
+into the other tests' process.
+
+``samplers``: ComfyUI's own KSampler sigma logic (schedulers, denoise) and its own sampler objects
+(KSAMPLER + k-diffusion functions) through its WrapperExecutor, with a cheap stand-in denoiser that
+calls one identity layer patch the way ComfyUI's attention does. Truth for "which step is this
+evaluation" comes from the sampler's own callbacks: k-diffusion calls ``callback(i)`` right after
+step i's first evaluation, so the evaluation just before ``callback(i)`` opens step i and any
+evaluation after it, up to the one that opens step i+1, belongs to step i.
+
+``unet``: ``comfy.sample.sample`` on a real ComfyUI SDXL UNet (SDXL's block layout: the same 70
+attn2 layers; 32 base channels instead of 320 so it runs on a CPU), with the MODEL patched by
+``patch_model`` on a real ModelPatcher: every layer is hit, only in the active steps.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, os.environ["COMFYUI_PATH"])
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import comfy.cli_args  # noqa: E402
+
+comfy.cli_args.args.cpu = True
+
+import torch  # noqa: E402
+
+import comfy.model_sampling  # noqa: E402
+import comfy.patcher_extension  # noqa: E402
+import comfy.samplers  # noqa: E402
+from packload import pack_module  # noqa: E402
+
+attn = pack_module("core.identity_attention")
+stop_at = pack_module("core.stop_at")
+
+SKIP = {"dpm_fast", "dpm_adaptive"}  # adaptive step counts: no fixed N
+# *_cfg_pp samplers make the same model calls as their base sampler but read the uncond prediction
+# through a post-CFG hook only the real CFGGuider runs: the stand-in denoiser cannot drive them.
+
+
+class MS(comfy.model_sampling.ModelSamplingDiscrete, comfy.model_sampling.EPS):
+    pass
+
+
+class FakeModel:
+    def __init__(self):
+        self.ms = MS(None)
+
+    def get_model_object(self, name):
+        assert name == "model_sampling"
+        return self.ms
+
+
+def make_patch(start, stop):
+    d = 8
+    p = attn.IdentityPatch(torch.randn(1, 4, d), torch.randn(1, 4, d), [torch.randn(d, d)], [torch.randn(d, d)],
+                           1.0, start, stop)
+    p.trace = []
+    return p
+
+
+def run_sampler(name, scheduler, steps, denoise, start, stop):
+    model = FakeModel()
+    ks = comfy.samplers.KSampler(model, steps, "cpu", name, scheduler, denoise)
+    sigmas = ks.sigmas
+    patch = make_patch(start, stop)
+    layer = patch.layer_fn(0)
+    events = []  # ("eval", applied) / ("cb", i)
+
+    class Wrap:
+        cfg = 1.0
+        inner_model = type("I", (), {"model_sampling": model.ms})()
+        model_patcher = type("P", (), {"model": object(), "get_model_object": lambda self, n: model.ms})()
+
+        def __call__(self, x, sigma, model_options=None, seed=None, **kw):
+            opts = {"sigmas": sigma, "sample_sigmas": sigmas, "cond_or_uncond": [0], "n_heads": 2}
+            q = torch.randn(x.shape[0], 4, 8)
+            before = len(patch.trace)
+            layer(q, q, q, opts)
+            events.append(("eval", len(patch.trace) > before))
+            return x * 0.9
+
+    def callback(i, denoised, x, total):
+        events.append(("cb", i))
+
+    sampler = comfy.samplers.sampler_object(name)
+    wrapper = stop_at.SamplerStepWrapper(patch.gate)
+    executor = comfy.patcher_extension.WrapperExecutor.new_class_executor(sampler.sample, sampler, [wrapper])
+    noise = torch.randn(1, 4, 8, 8)
+    executor.execute(Wrap(), sigmas, {"model_options": {}, "seed": 1}, callback, noise, torch.zeros_like(noise),
+                     None, True)
+    # truth from the callbacks
+    truth, pending, current = [], [], -1
+    for ev in events:
+        if ev[0] == "eval":
+            pending.append(ev[1])
+        else:
+            i = ev[1]
+            *extra, first = pending
+            truth += [(current, a) for a in extra] + [(i, first)]
+            pending, current = [], i
+    truth += [(current, a) for a in pending]
+    n = len(sigmas) - 1
+    active = set(stop_at.active_steps(start, stop, n))
+    wrong = [(s, a) for s, a in truth if a != (s in active)]
+    applied = sorted({s for s, a in truth if a})
+    return {"sampler": name, "scheduler": scheduler, "steps": steps, "denoise": denoise, "n": n,
+            "evals": len(truth), "applied_steps": len(applied), "expected": len(active), "wrong": wrong[:5]}
+
+
+def samplers_mode():
+    out = []
+    names = [s for s in comfy.samplers.KSAMPLER_NAMES if s not in SKIP and "cfg_pp" not in s]
+    for name in names:
+        for scheduler in ("karras", "normal", "exponential", "sgm_uniform", "simple", "beta"):
+            for denoise in (0.6, 0.9, 1.0):
+                out.append(run_sampler(name, scheduler, 12, denoise, 0.2, 0.8))
+    for name in ("uni_pc", "uni_pc_bh2", "ddim"):
+        out.append(run_sampler(name, "normal", 12, 0.9, 0.0, 0.75))
+    return out
+
+
+def unet_mode():
+    import comfy.model_patcher
+    import comfy.sample
+    import comfy.supported_models
+
+    torch.manual_seed(0)
+    cfg = {"use_checkpoint": False, "image_size": 32, "out_channels": 4, "use_spatial_transformer": True,
+           "legacy": False, "num_classes": "sequential", "adm_in_channels": 2816, "dtype": torch.float32,
+           "in_channels": 4, "model_channels": 32, "num_res_blocks": [2, 2, 2],
+           "transformer_depth": [0, 0, 2, 2, 10, 10], "channel_mult": [1, 2, 4], "transformer_depth_middle": 10,
+           "use_linear_in_transformer": True, "context_dim": 2048, "num_head_channels": 16,
+           "transformer_depth_output": [0, 0, 0, 2, 2, 2, 10, 10, 10], "use_temporal_attention": False,
+           "use_temporal_resblock": False}
+    base = comfy.supported_models.SDXL(cfg).get_model({}, device=torch.device("cpu"))
+    mp = comfy.model_patcher.ModelPatcher(base, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
+    widths = [64] * 4 + [128] * 20 + [128] * 30 + [64] * 6 + [128] * 10
+    d = 16
+    patch = attn.IdentityPatch(torch.randn(1, 4, d), torch.randn(1, 4, d), [torch.randn(c, d) for c in widths],
+                               [torch.randn(c, d) for c in widths], 1.0, 0.25, 0.75,
+                               info={"mode": "faceid_plus_v2", "weight": 1.0, "start_at": 0.25, "stop_at": 0.75})
+    patch.trace = []
+    patched, _ = attn.patch_model(mp, patch)
+    twice, message = attn.patch_model(patched, patch)
+    pos = [[torch.randn(1, 77, 2048), {"pooled_output": torch.randn(1, 1280)}]]
+    neg = [[torch.randn(1, 77, 2048), {"pooled_output": torch.randn(1, 1280)}]]
+    latent = torch.zeros(1, 4, 16, 16)
+    steps_seen = []
+    comfy.sample.sample(twice, torch.randn(1, 4, 16, 16), 4, 5.0, "heun", "karras", pos, neg, latent, denoise=0.9,
+                        callback=lambda i, *a: steps_seen.append(i), disable_pbar=True, seed=1)
+    per_step = {}
+    for s, layer in patch.trace:
+        per_step.setdefault(s, set()).add(layer)
+    untouched = "patches_replace" not in mp.model_options.get("transformer_options", {})
+    return {"steps_run": len(steps_seen), "active_steps": sorted(per_step),
+            "layers_per_step": {str(k): len(v) for k, v in per_step.items()},
+            "calls": len(patch.trace), "input_untouched": untouched, "message": message,
+            "expected": list(stop_at.active_steps(0.25, 0.75, 4))}
+
+
+if __name__ == "__main__":
+    mode = sys.argv[1]
+    result = samplers_mode() if mode == "samplers" else unet_mode()
+    print("RESULT " + json.dumps(result))

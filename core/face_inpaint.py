@@ -212,10 +212,15 @@ def run(images: list[np.ndarray], masks: list[np.ndarray], faces: Faces | None, 
                 pixels_np, weight_np = ic.crop_for_sampling(current, job.alpha, job.region)
                 pixels = torch.from_numpy(pixels_np)[None]
                 mask = torch.from_numpy(weight_np)[None, None]
-                positive, negative, latent = condition(fns, pixels, mask)
-                samples = fns.sample(latent, positive, negative, settings.seed + v, make_callback())
-                decoded = fns.decode(samples)
-                generated = decoded.reshape(-1, *decoded.shape[-3:])[0].float().cpu().numpy()
+                with torch.no_grad():  # ComfyUI runs nodes in inference mode; outside it, no autograd either
+                    positive, negative, latent = condition(fns, pixels, mask)
+                    samples = fns.sample(latent, positive, negative, settings.seed + v, make_callback())
+                    decoded = fns.decode(samples)
+                generated = decoded.reshape(-1, *decoded.shape[-3:])[0].detach().float().cpu().numpy()
+                if not np.isfinite(generated).all():
+                    raise I2PError(NODE, "vae", "the VAE decoded NaN/inf values, which would paste garbage "
+                                   "into the photo (the SDXL VAE in fp16 is the usual cause).",
+                                   "start ComfyUI with --fp32-vae or --bf16-vae, or use the sdxl-vae-fp16-fix VAE.")
                 before = current
                 current = ic.stitch(current, generated, job.alpha, job.region)
                 if v == 0:

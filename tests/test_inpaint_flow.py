@@ -215,3 +215,12 @@ def test_identity_line_reports_active_steps():
     text = fi.identity_text({"mode": "faceid_plus_v2", "weight": 0.8, "start_at": 0.0, "stop_at": 0.5}, 20)
     assert "steps 1..10 of 20" in text and "faceid_plus_v2" in text
     assert fi.identity_text(None, 20) is None
+
+
+def test_nan_from_the_vae_is_a_clear_error_not_garbage():
+    image, mask, faces = couple()
+    backend = FakeBackend()
+    fns = backend.fns()
+    fns.decode = lambda latent: torch.full((1, latent.shape[-2] * 8, latent.shape[-1] * 8, 3), float("nan"))
+    with pytest.raises(errors.I2PError, match=r"input 'vae'.*NaN.*--fp32-vae"):
+        fi.run([image], [mask], faces, fi.InpaintSettings(target_size=256, blend=8), fns)

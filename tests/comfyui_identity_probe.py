@@ -124,9 +124,8 @@ def samplers_mode():
     return out
 
 
-def unet_mode():
-    import comfy.model_patcher
-    import comfy.sample
+def tiny_sdxl():
+    """A real ComfyUI SDXL BaseModel with SDXL's block layout and 32 base channels."""
     import comfy.supported_models
 
     torch.manual_seed(0)
@@ -137,7 +136,26 @@ def unet_mode():
            "use_linear_in_transformer": True, "context_dim": 2048, "num_head_channels": 16,
            "transformer_depth_output": [0, 0, 0, 2, 2, 2, 10, 10, 10], "use_temporal_attention": False,
            "use_temporal_resblock": False}
-    base = comfy.supported_models.SDXL(cfg).get_model({}, device=torch.device("cpu"))
+    return comfy.supported_models.SDXL(cfg).get_model({}, device=torch.device("cpu"))
+
+
+def lora_mode():
+    """Every module of the FaceID LoRA test file maps onto a UNet weight in ComfyUI's SDXL key map."""
+    import comfy.lora
+    from model_factory.ipadapter_models import sdxl_lora_modules
+
+    key_map = comfy.lora.model_lora_keys_unet(tiny_sdxl(), {})
+    names = [f"lora_unet_{path}_{a}_{p}" for path, _ in sdxl_lora_modules() for a in ("attn1", "attn2")
+             for p in ("to_q", "to_k", "to_v", "to_out_0")]
+    missing = [n for n in names if n not in key_map]
+    return {"modules": len(names), "missing": missing[:5], "n_missing": len(missing)}
+
+
+def unet_mode():
+    import comfy.model_patcher
+    import comfy.sample
+
+    base = tiny_sdxl()
     mp = comfy.model_patcher.ModelPatcher(base, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
     widths = [64] * 4 + [128] * 20 + [128] * 30 + [64] * 6 + [128] * 10
     d = 16
@@ -165,5 +183,5 @@ def unet_mode():
 
 if __name__ == "__main__":
     mode = sys.argv[1]
-    result = samplers_mode() if mode == "samplers" else unet_mode()
+    result = {"samplers": samplers_mode, "unet": unet_mode, "lora": lora_mode}[mode]()
     print("RESULT " + json.dumps(result))

@@ -47,3 +47,10 @@ def test_patched_sdxl_unet_in_comfy_sample():
     assert set(r["layers_per_step"].values()) == {70}
     assert r["calls"] == 2 * 2 * 70  # 2 active steps x 2 heun evaluations x 70 layers: not stacked
     assert r["input_untouched"] and "replaced, not stacked" in r["message"]
+
+
+def test_faceid_lora_layout_maps_onto_comfyui_sdxl_keys():
+    """The LoRA test file's key layout (lora_unet_<diffusers path>_attn{1,2}_to_{q,k,v,out_0}) is one
+    ComfyUI's LoRA loader resolves for SDXL: all 560 modules map onto UNet weights."""
+    r = probe("lora", timeout=600)
+    assert r["modules"] == 560 and r["n_missing"] == 0, r["missing"]

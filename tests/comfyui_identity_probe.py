@@ -181,7 +181,36 @@ def unet_mode():
             "expected": list(stop_at.active_steps(0.25, 0.75, 4))}
 
 
+def clip_mode():
+    """The ``full`` CLIP-ViT-H-14 test file through ComfyUI's own CLIPVisionLoader code versus the
+    transformers model the tests use: same penultimate hidden states on an aligned face crop, and the
+    uncond ("zero-pixels") features."""
+    import tempfile
+
+    import numpy as np
+
+    import comfy.clip_vision
+    import model_factory
+
+    enc = pack_module("core.identity_encoding")
+    root = Path(os.environ.get("I2P_PROBE_MODELS") or tempfile.mkdtemp(prefix="i2p-clip-"))
+    path = model_factory.build("clip-vit-h-14", root, "full")
+    cv = comfy.clip_vision.load(str(path))
+    comfy_enc = enc.clip_encoder(cv)
+    hf = enc.load_hf_clip_vision(path)
+    rng = np.random.default_rng(0)
+    crop = torch.from_numpy(rng.integers(0, 256, (1, 224, 224, 3)).astype(np.float32) / 255.0)
+    a_h, a_e = comfy_enc.encode(crop)
+    b_h, b_e = hf.encode(crop)
+    ua, _ = comfy_enc.encode_uncond()
+    ub, _ = hf.encode_uncond()
+    rel = lambda x, y: float((x - y).abs().max() / y.abs().max())  # noqa: E731
+    return {"hidden": [comfy_enc.hidden_size, comfy_enc.projection_dim], "shape": list(a_h.shape),
+            "hidden_rel_err": rel(a_h, b_h), "embeds_rel_err": rel(a_e, b_e), "uncond_rel_err": rel(ua, ub),
+            "dtype": str(cv.dtype)}
+
+
 if __name__ == "__main__":
     mode = sys.argv[1]
-    result = {"samplers": samplers_mode, "unet": unet_mode, "lora": lora_mode}[mode]()
+    result = {"samplers": samplers_mode, "unet": unet_mode, "lora": lora_mode, "clip": clip_mode}[mode]()
     print("RESULT " + json.dumps(result))

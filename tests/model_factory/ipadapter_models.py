@@ -88,7 +88,10 @@ def plain_image_proj(gen, d: int, clip_proj: int, tokens: int = 4) -> dict:
 
 
 def _half(sd: dict) -> dict:
-    return {k: v.to(torch.float16).contiguous() for k, v in sd.items()}
+    """fp16 in place, tensor by tensor, so a full-size build never holds two copies."""
+    for k in list(sd):
+        sd[k] = sd[k].to(torch.float16).contiguous()
+    return sd
 
 
 @builder("faceid-plusv2-sdxl")

@@ -35,6 +35,7 @@ SDXL_ATTN2_LAYERS: tuple[tuple[str, int, int], ...] = tuple(
 assert len(SDXL_ATTN2_LAYERS) == 70
 
 OPTIONS_KEY = "i2p_identity"
+MASK_OPTION = "i2p_identity_mask"  # optional per-sampling mask, see IdentityPatch.layer_mask
 SAMPLER_SAMPLE = "sampler_sample"  # comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE
 
 
@@ -111,17 +112,28 @@ class IdentityPatch:
         return hit
 
     def layer_mask(self, n_tokens: int, extra_options: dict, device, dtype) -> torch.Tensor | None:
-        """The mask resized to the layer's token grid: (m, N, 1), m = 1 or the mask's batch."""
-        if self.mask is None:
+        """The mask resized to the layer's token grid: (m, N, 1), m = 1 or the mask's batch.
+
+        A mask in ``transformer_options["i2p_identity_mask"]`` (set by a node that samples a crop, in
+        that crop's frame) takes precedence over the one given to the node.
+        """
+        source = extra_options.get(MASK_OPTION)
+        if source is None:
+            source = self.mask
+        if source is None:
             return None
         h, w = _grid(n_tokens, extra_options)
-        key = (h, w, str(device), dtype)
+        key = (id(source), h, w, str(device), dtype)
         hit = self._mask_cache.get(key)
-        if hit is None:
-            m = F.interpolate(self.mask[:, None], size=(h, w), mode="bilinear", align_corners=False)
-            hit = m.reshape(m.shape[0], h * w, 1).to(device=device, dtype=dtype)
+        if hit is None or hit[0] is not source:
+            m = source.detach().float()
+            m = m[None] if m.ndim == 2 else m
+            m = F.interpolate(m[:, None].to(device), size=(h, w), mode="bilinear", align_corners=False)
+            if len(self._mask_cache) > 64:
+                self._mask_cache.clear()
+            hit = (source, m.reshape(m.shape[0], h * w, 1).to(dtype=dtype))
             self._mask_cache[key] = hit
-        return hit
+        return hit[1]
 
     def term(self, layer: int, q: torch.Tensor, extra_options: dict) -> torch.Tensor:
         """``w * mask * Attn(q, k_ip, v_ip)`` for the whole batch (chunks by cond_or_uncond)."""

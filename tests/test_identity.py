@@ -262,6 +262,11 @@ def test_mask_resized_to_each_layer_grid():
     diff = (out - text).abs().sum(-1).reshape(2, h, w)
     assert float(diff[:, :, : w // 2 - 1].max()) < 1e-5  # no identity outside the mask
     assert float(diff[:, :, w // 2 + 1:].min()) > 1e-3
+    # a mask handed in at sampling time (a crop's own mask) replaces the node's
+    left = 1.0 - mask
+    out2 = patch.layer_fn(0)(q, k, v, dict(opts, i2p_identity_mask=left))
+    diff2 = (out2 - text).abs().sum(-1).reshape(2, h, w)
+    assert float(diff2[:, :, w // 2 + 1:].max()) < 1e-5 and float(diff2[:, :, : w // 2 - 1].min()) > 1e-3
     # without activations_shape the grid comes from the latent size (SDXL halves with ceil)
     assert attn._grid(13 * 17, {"original_shape": [2, 4, 50, 66]}) == (13, 17)
 

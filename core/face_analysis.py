@@ -96,7 +96,7 @@ def resolve_providers(provider: str) -> tuple[list[str], list[str]]:
 class FaceAnalyzer:
     """One loaded InsightFace pack: detector, ArcFace, and gender/age and 106-point landmarks if present."""
 
-    def __init__(self, pack: str = DEFAULT_PACK, provider: str = "auto"):
+    def __init__(self, pack: str = DEFAULT_PACK, provider: str = "auto", threads: int = 0):
         pack_dir = comfy_adapter.find_model("insightface", f"models/{pack}")
         if pack_dir is None or not pack_dir.is_dir():
             raise _missing_pack_error(pack, None)
@@ -108,11 +108,15 @@ class FaceAnalyzer:
         self.pack_dir = pack_dir
         self.requested = provider
         chosen, self.notes = resolve_providers(provider)
+        import onnxruntime as ort
         from insightface.app import FaceAnalysis
 
+        options = ort.SessionOptions()
+        if threads > 0:  # benchmarks pin the thread count; 0 = onnxruntime's default (all cores)
+            options.intra_op_num_threads = int(threads)
         try:
             self.app = FaceAnalysis(name=str(pack_dir), root=str(pack_dir.parent.parent),
-                                    allowed_modules=list(TASKS), providers=chosen)
+                                    allowed_modules=list(TASKS), providers=chosen, sess_options=options)
         except AssertionError:
             raise I2PError(NODE, "pack", f"models/insightface/models/{pack} has no face detector InsightFace "
                            "recognises.", "use a complete pack such as buffalo_l.") from None

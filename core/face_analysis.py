@@ -66,6 +66,9 @@ def _missing_pack_error(pack: str, missing: list[str] | None) -> I2PError:
     where = f"models/insightface/models/{pack}"
     problem = (f"the face-analysis pack folder {where} was not found." if missing is None
                else f"{where} is missing {', '.join(files)}.")
+    misplaced = comfy_adapter.find_model("insightface", pack)
+    if missing is None and misplaced is not None and misplaced.is_dir():
+        problem += f" There is a folder {misplaced}: InsightFace packs belong one level deeper, in {where}."
     return I2PError(NODE, "pack", problem, how + ".")
 
 

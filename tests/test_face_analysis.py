@@ -104,6 +104,9 @@ def test_missing_pack_names_folder_and_download_command(fa, tmp_path, monkeypatc
     msg = str(info.value)
     assert "models/insightface/models/buffalo_l" in msg
     assert "python -m ip_to_portrait models download buffalo_l-det_10g" in msg
+    (tmp_path / "insightface" / "buffalo_l").mkdir(parents=True)  # the common mistake: one level too high
+    with pytest.raises(errors.I2PError, match="belong one level deeper"):
+        fa.FaceAnalyzer("buffalo_l", "CPU")
     # a pack folder with the recognition model missing names that file
     import model_factory.insightface_models as im
 

@@ -103,8 +103,8 @@ def main() -> None:
     wk = [torch.randn(c, 2048, generator=gen) * 0.02 for c in SDXL_WIDTHS]
     wv = [torch.randn(c, 2048, generator=gen) * 0.02 for c in SDXL_WIDTHS]
 
-    def comfy_attn(q, k, v, heads):
-        return comfy_attention.optimized_attention(q, k, v, heads)
+    def comfy_attn(q, k, v, heads, **options):
+        return comfy_attention.optimized_attention(q, k, v, heads, **options)
 
     patch = attn.IdentityPatch(cond, uncond, wk, wv, 1.0, 0.0, 0.5, attention=comfy_attn)
     patched, _ = attn.patch_model(_Patcher(), patch)

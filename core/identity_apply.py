@@ -36,6 +36,19 @@ def model_context_dim(model) -> int | None:
         return None
 
 
+def text_attention():
+    """ComfyUI's optimized_attention inside ComfyUI (the user's attention backend, precision and
+    overrides apply to the layers we replace), plain SDPA outside."""
+    attn_mod = comfy_adapter.comfy_module("comfy.ldm.modules.attention")
+    if attn_mod is None:
+        return sdpa
+
+    def attention(q, k, v, heads, _opt=attn_mod.optimized_attention, **options):
+        return _opt(q, k, v, heads, **options)
+
+    return attention
+
+
 def pick_source_faces(images: list[np.ndarray], faces=None, analyzer=None) -> list:
     """One face per source image: the first selected face of FACES, or the largest the analyzer finds."""
     chosen = []
@@ -125,12 +138,7 @@ def apply_identity(model, mode: str, weight: float, start_at: float, stop_at: fl
     check_identity_for(adapter, identity, mode)
     cond, uncond = project(adapter, identity, shortcut_weight)
 
-    attention = sdpa
-    attn_mod = comfy_adapter.comfy_module("comfy.ldm.modules.attention")
-    if attn_mod is not None:
-        def attention(q, k, v, heads, _opt=attn_mod.optimized_attention):
-            return _opt(q, k, v, heads)
-
+    attention = text_attention()
     mask_t = None
     if mask is not None:
         import torch

@@ -39,8 +39,9 @@ MASK_OPTION = "i2p_identity_mask"  # optional per-sampling mask, see IdentityPat
 SAMPLER_SAMPLE = "sampler_sample"  # comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE
 
 
-def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
-    """Multi-head attention on (B, N, H*d) tensors → (B, N, H*d)."""
+def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, **_options) -> torch.Tensor:
+    """Multi-head attention on (B, N, H*d) tensors → (B, N, H*d). Keyword options that ComfyUI's
+    ``optimized_attention`` understands (``attn_precision``, ``transformer_options``) are accepted."""
     b, n, c = q.shape
     d = c // heads
     q_, k_, v_ = (t.reshape(t.shape[0], t.shape[1], heads, d).transpose(1, 2) for t in (q, k, v))
@@ -147,7 +148,7 @@ class IdentityPatch:
             if k.shape[0] != qc.shape[0]:
                 k = k.expand(qc.shape[0], -1, -1)
                 v = v.expand(qc.shape[0], -1, -1)
-            outs.append(self.attention(qc, k, v, heads))
+            outs.append(self.attention(qc, k, v, heads, attn_precision=extra_options.get("attn_precision")))
         out = torch.cat(outs) if len(outs) > 1 else outs[0]
         mask = self.layer_mask(q.shape[1], extra_options, q.device, q.dtype)
         if mask is not None:
@@ -177,7 +178,9 @@ class LayerPatch:
         if self.inner is not None:
             out = self.inner(q, k, v, extra_options)
         else:
-            out = p.attention(q, k, v, int(extra_options["n_heads"]))
+            # the text attention this replace patch stands in for, as ComfyUI's own attn2 would run it
+            out = p.attention(q, k, v, int(extra_options["n_heads"]),
+                              attn_precision=extra_options.get("attn_precision"), transformer_options=extra_options)
         active, step, _n = p.gate.check(extra_options)
         if not active or p.weight == 0:
             return out

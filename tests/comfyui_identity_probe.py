@@ -136,7 +136,11 @@ def tiny_sdxl():
            "use_linear_in_transformer": True, "context_dim": 2048, "num_head_channels": 16,
            "transformer_depth_output": [0, 0, 0, 2, 2, 2, 10, 10, 10], "use_temporal_attention": False,
            "use_temporal_resblock": False}
-    return comfy.supported_models.SDXL(cfg).get_model({}, device=torch.device("cpu"))
+    model = comfy.supported_models.SDXL(cfg).get_model({}, device=torch.device("cpu"))
+    with torch.no_grad():  # ComfyUI leaves weights uninitialised (they are normally loaded)
+        for p in model.parameters():
+            p.normal_(0, 0.05)
+    return model
 
 
 def lora_mode():
@@ -161,6 +165,7 @@ def unet_mode():
     d = 16
     patch = attn.IdentityPatch(torch.randn(1, 4, d), torch.randn(1, 4, d), [torch.randn(c, d) for c in widths],
                                [torch.randn(c, d) for c in widths], 1.0, 0.25, 0.75,
+                               attention=pack_module("core.identity_apply").text_attention(),
                                info={"mode": "faceid_plus_v2", "weight": 1.0, "start_at": 0.25, "stop_at": 0.75})
     patch.trace = []
     patched, _ = attn.patch_model(mp, patch)
@@ -171,11 +176,28 @@ def unet_mode():
     steps_seen = []
     comfy.sample.sample(twice, torch.randn(1, 4, 16, 16), 4, 5.0, "heun", "karras", pos, neg, latent, denoise=0.9,
                         callback=lambda i, *a: steps_seen.append(i), disable_pbar=True, seed=1)
+    # weight 0: the replace patches reproduce ComfyUI's own cross-attention exactly
+    zero = attn.IdentityPatch(torch.randn(1, 4, d), torch.randn(1, 4, d), [torch.randn(c, d) for c in widths],
+                              [torch.randn(c, d) for c in widths], 0.0, 0.0, 1.0,
+                              attention=pack_module("core.identity_apply").text_attention())
+    zp, _ = attn.patch_model(mp, zero)
+    x, ts = torch.randn(2, 4, 16, 16), torch.tensor([500.0, 500.0])
+    ctx, y = torch.randn(2, 77, 2048), torch.randn(2, 2816)
+    with torch.no_grad():
+        ref = base.diffusion_model(x, ts, context=ctx, y=y, transformer_options={})
+        to = dict(zp.model_options["transformer_options"], cond_or_uncond=[1, 0])
+        same = base.diffusion_model(x, ts, context=ctx, y=y, transformer_options=to)
+        zero.weight = 1.0
+        moved = base.diffusion_model(x, ts, context=ctx, y=y, transformer_options=to)
+    weight0_rel_err = float((same - ref).abs().max() / ref.abs().max())
+    weight1_rel_diff = float((moved - ref).abs().max() / ref.abs().max())
     per_step = {}
     for s, layer in patch.trace:
         per_step.setdefault(s, set()).add(layer)
     untouched = "patches_replace" not in mp.model_options.get("transformer_options", {})
     return {"steps_run": len(steps_seen), "active_steps": sorted(per_step),
+            "comfy_attention": patch.attention is not attn.sdpa,
+            "weight0_rel_err": weight0_rel_err, "weight1_rel_diff": weight1_rel_diff,
             "layers_per_step": {str(k): len(v) for k, v in per_step.items()},
             "calls": len(patch.trace), "input_untouched": untouched, "message": message,
             "expected": list(stop_at.active_steps(0.25, 0.75, 4))}

@@ -47,6 +47,9 @@ def test_patched_sdxl_unet_in_comfy_sample():
     assert set(r["layers_per_step"].values()) == {70}
     assert r["calls"] == 2 * 2 * 70  # 2 active steps x 2 heun evaluations x 70 layers: not stacked
     assert r["input_untouched"] and "replaced, not stacked" in r["message"]
+    assert r["comfy_attention"]  # the replaced text attention runs through ComfyUI's optimized_attention
+    assert r["weight0_rel_err"] < 1e-5  # weight 0 = ComfyUI's own cross-attention, bit for bit or close
+    assert r["weight1_rel_diff"] > 1e-3  # and the identity term really changes the UNet output
 
 
 def test_faceid_lora_layout_maps_onto_comfyui_sdxl_keys():

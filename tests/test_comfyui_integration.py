@@ -231,15 +231,17 @@ def test_full_sdxl_inpaint_checkpoint_samples_in_comfyui(comfyui_server):
     assert run.succeeded, f"{run.error}\n{comfyui_server.log_tail()}"
     progress = [p for p in run.of_type("progress") if p.get("node") == "6"]
     assert progress and progress[-1]["value"] == progress[-1]["max"] == 2, progress
-    assert run.previews, "no latent preview frames arrived over the websocket"
+    frames = [p for p in run.previews if p[0] == 1]  # PREVIEW_IMAGE: image type, then JPEG/PNG bytes
+    assert frames, f"no latent preview frames arrived over the websocket: {[p[:2] for p in run.previews]}"
+    from PIL import Image
+
+    Image.open(io.BytesIO(frames[-1][2])).verify()
     executed = {e["node"] for e in run.of_type("executing") if e.get("node")}
     assert {"1", "5", "6", "7", "8"} <= executed
     log = comfyui_server.log_text()
     assert "Requested to load SDXL" in log  # ComfyUI took the file for SDXL (model_base.SDXL)
 
     (out,) = comfyui_server.output_images(run.history)
-    from PIL import Image
-
     img = Image.open(io.BytesIO(comfyui_server.view(out["filename"], out["subfolder"], out["type"])))
     assert img.size == (256, 256)
     comfyui_server.prompt_seconds = run.seconds

@@ -247,3 +247,99 @@ def test_full_sdxl_inpaint_checkpoint_samples_in_comfyui(comfyui_server):
     comfyui_server.prompt_seconds = run.seconds
     print(f"\n[i2p test] SDXL inpaint prompt (2 steps, 256 px, fresh model load): {run.seconds:.1f} s; "
           f"server RSS now/peak: {[round(v / 2**30, 2) for v in (comfyui_server.rss_bytes() or (0, 0))]} GiB")
+
+
+# ------------------------------------------------- ComfyServer against a stand-in main.py (CI tier)
+FAKE_MAIN = r'''
+import json, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+args = sys.argv[1:]
+if "--fail" in args:
+    print("Traceback (most recent call last):\nRuntimeError: cannot start", flush=True)
+    sys.exit(3)
+port = int(args[args.index("--port") + 1])
+HISTORY = {"p1": {"status": {"completed": True, "status_str": "success"},
+                  "outputs": {"8": {"images": [{"filename": "a.png", "subfolder": "", "type": "output"}]}}}}
+
+
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+    def reply(self, code, body, ctype="application/json"):
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def do_GET(self):
+        if self.path == "/system_stats":
+            return self.reply(200, {"system": {}})
+        if self.path.startswith("/history/"):
+            pid = self.path.rsplit("/", 1)[1]
+            return self.reply(200, {pid: HISTORY[pid]} if pid in HISTORY else {})
+        if self.path.startswith("/view?"):
+            return self.reply(200, b"PNGDATA", "image/png")
+        return self.reply(404, {})
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path == "/prompt":
+            prompt = json.loads(body)["prompt"]
+            if not prompt:
+                return self.reply(400, {"error": {"type": "prompt_no_outputs"}, "node_errors": {}})
+            return self.reply(200, {"prompt_id": "p1", "number": 0, "node_errors": {}})
+        if self.path == "/upload/image":
+            ok = b'filename="in.png"' in body and b"PNGBYTES" in body
+            return self.reply(200 if ok else 400, {"name": "in.png", "subfolder": "", "type": "input"})
+        return self.reply(404, {})
+
+
+print("fake comfyui listening", flush=True)
+ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+'''
+
+
+@pytest.fixture
+def fake_comfy(tmp_path):
+    comfy = tmp_path / "ComfyUI"
+    comfy.mkdir()
+    (comfy / "main.py").write_text(FAKE_MAIN)
+    base = tmp_path / "base"
+    cf.prepare_base_dir(base)
+    return comfy, base
+
+
+def test_comfy_server_lifecycle_and_http_helpers(fake_comfy):
+    comfy, base = fake_comfy
+    server = cf.ComfyServer(comfy, base).start(timeout=60)
+    try:
+        assert server.start_seconds is not None and server.url == f"http://127.0.0.1:{server.port}"
+        assert server.get_json("/system_stats") == {"system": {}}
+        with pytest.raises(cf.PromptRejected) as rejected:
+            server.queue_prompt({})
+        assert rejected.value.body["error"]["type"] == "prompt_no_outputs"
+        status, body = server.post_prompt({})
+        assert status == 400 and "node_errors" in body
+        prompt_id = server.queue_prompt({"1": {"class_type": "X", "inputs": {}}})
+        history = server.wait_for_history(prompt_id, timeout=30)
+        (img,) = server.output_images(history)
+        assert server.view(img["filename"], img["subfolder"], img["type"]) == b"PNGDATA"
+        assert server.upload_image(b"PNGBYTES", "in.png") == "in.png"
+        current, peak = server.rss_bytes()
+        assert 0 < current <= peak
+        assert "fake comfyui listening" in server.log_text()
+    finally:
+        server.stop()
+    assert server.process.poll() is not None and server.peak_rss_bytes > 0
+    server.stop()  # a second stop is harmless
+
+
+def test_comfy_server_that_dies_at_start_reports_its_log(fake_comfy):
+    comfy, base = fake_comfy
+    server = cf.ComfyServer(comfy, base, extra_args=["--fail"])
+    with pytest.raises(RuntimeError, match="(?s)exited with 3.*cannot start"):
+        server.start(timeout=60)

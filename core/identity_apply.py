@@ -71,8 +71,25 @@ def pick_source_faces(images: list[np.ndarray], faces=None, analyzer=None) -> li
     return chosen
 
 
+_CACHE: dict = {}  # encoded identities: a widget change (weight, stop_at) does not re-run CLIP
+_CACHE_SIZE = 8
+
+
+def _cache_key(mode, images, chosen, encoder, average, clip_blend):
+    import hashlib
+
+    h = hashlib.sha1()
+    for img, f in zip(images, chosen):
+        h.update(np.ascontiguousarray(img).tobytes())
+        h.update(np.asarray(f.kps, np.float32).tobytes())
+        if f.embedding is not None:
+            h.update(np.asarray(f.embedding, np.float32).tobytes())
+    return (mode, h.hexdigest(), id(getattr(encoder, "cv", encoder)), bool(average), float(clip_blend))
+
+
 def build_identity(mode: str, images: list[np.ndarray], faces=None, analyzer=None, clip_vision=None,
                    average: bool = True, clip_blend: float = 0.5) -> Identity:
+    """Encode once per (source images, faces, CLIP model, mode): repeated runs reuse the result."""
     _, family, clip_input, need_emb = MODES[mode]
     encoder = clip_encoder(clip_vision)
     if clip_input != "none" and encoder is None:
@@ -82,9 +99,17 @@ def build_identity(mode: str, images: list[np.ndarray], faces=None, analyzer=Non
     if need_emb and any(f.embedding is None for f in chosen):
         raise I2PError(NODE, "faces", "the selected faces carry no ArcFace embedding.",
                        "use a face analyzer pack with a recognition model (buffalo_l).")
+    key = _cache_key(mode, images, chosen, encoder, average, clip_blend)
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] is getattr(encoder, "cv", encoder):
+        return hit[1]
     ident = encode_identity(images, chosen, encoder, need_emb, clip_input, clip_blend)
     ident.meta["mode"] = mode
-    return ident.averaged() if average and ident.sources > 1 else ident
+    ident = ident.averaged() if average and ident.sources > 1 else ident
+    if len(_CACHE) >= _CACHE_SIZE:
+        _CACHE.pop(next(iter(_CACHE)))
+    _CACHE[key] = (getattr(encoder, "cv", encoder), ident)
+    return ident
 
 
 def check_identity_for(adapter, identity: Identity, mode: str) -> None:

@@ -273,3 +273,25 @@ def test_save_and_load_nodes(models, tmp_path):
         saver.save(ident, "../escape", str(tmp_path), False)
     with pytest.raises(errors.I2PError, match="does not exist"):
         loader.load(str(tmp_path / "missing.safetensors"))
+
+
+def test_identity_encoded_once_per_source(models, monkeypatch):
+    """Changing weight or stop_at re-runs the node but not CLIP: the encoding is reused."""
+    calls = []
+    real = enc.encode_identity
+
+    def counting(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(apply_mod, "encode_identity", counting)
+    apply_mod._CACHE.clear()
+    adapter = ipa.load_ipadapter(models["faceid-plusv2-sdxl"])
+    for weight, stop in ((1.0, 0.9), (0.6, 0.7), (0.8, 1.0)):
+        apply_mod.apply_identity(FakePatcher(), "faceid_plus_v2", weight, 0.0, stop, adapter=adapter,
+                                 images=[astronaut()], faces=faces_value(), clip_vision=models["clip"])
+    assert len(calls) == 1
+    other = astronaut_face(5)  # another face (embedding) is another identity
+    apply_mod.apply_identity(FakePatcher(), "faceid_plus_v2", 1.0, 0.0, 0.9, adapter=adapter, images=[astronaut()],
+                             faces=ft.Faces([ft.FaceSet((512, 512), [other])]), clip_vision=models["clip"])
+    assert len(calls) == 2

@@ -193,6 +193,18 @@ class ComfyClient:
         """The history entry of a finished prompt, or None while it is queued or running."""
         return self._json("GET", f"/history/{prompt_id}").get(prompt_id)
 
+    def wait_history(self, prompt_id: str, timeout: float = 60.0) -> dict:
+        """The history entry, waiting for it: ComfyUI sends ``execution_success`` a moment before it
+        records the prompt in its history."""
+        deadline = time.monotonic() + timeout
+        while True:
+            entry = self.history(prompt_id)
+            if entry is not None:
+                return entry
+            if time.monotonic() > deadline:
+                raise ComfyError(f"prompt {prompt_id} finished but never appeared in /history")
+            time.sleep(0.1)
+
     def view(self, filename: str, subfolder: str = "", folder_type: str = "output") -> bytes:
         response = self._request("GET", "/view", params={"filename": filename, "subfolder": subfolder,
                                                          "type": folder_type}, timeout=max(self.timeout, 120))
@@ -278,6 +290,7 @@ class EventStream:
         import websocket
 
         self.ws.settimeout(idle_check)
+        succeeded = False
         while True:
             if cancel is not None and cancel.is_set():
                 return Outcome("interrupted", {"prompt_id": prompt_id, "node_type": "cancelled by the user"})
@@ -327,8 +340,11 @@ class EventStream:
             if event == "execution_interrupted":
                 return Outcome("interrupted", data)
             if event == "execution_success":
-                return Outcome("success", data)
+                succeeded = True  # the history entry follows; "executing" with node None ends it
+                continue
             if event == "executing" and data.get("node") is None and data.get("prompt_id") == prompt_id:
+                if succeeded:
+                    return Outcome("success", {"prompt_id": prompt_id})
                 return self._finished_in_history(prompt_id) or Outcome("success", data)
 
 

@@ -119,7 +119,7 @@ class NodeProgress:
 def save_outputs(client: ComfyClient, prompt_id: str, prompt: dict, job: Job, out_dir: Path,
                  include_temp: bool) -> tuple[list[str], dict]:
     """Download every saved image of the prompt; collect the text outputs nodes sent to the UI."""
-    entry = client.history(prompt_id) or {}
+    entry = client.wait_history(prompt_id)
     titles = node_titles(prompt)
     files, texts = [], {}
     for nid, ui in sorted((entry.get("outputs") or {}).items()):

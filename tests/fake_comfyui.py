@@ -156,13 +156,15 @@ class WebSocketConnection:
 class FakeComfyUI:
     def __init__(self, schemas: dict | None = None, *, fail_class: str | None = None,
                  interrupt_class: str | None = None, die_after: int | None = None, steps: int = 3,
-                 step_delay: float = 0.01, model_files: set[str] | None = None, port: int = 0):
+                 step_delay: float = 0.01, model_files: set[str] | None = None, port: int = 0,
+                 history_delay: float = 0.2):
         self.schemas = schemas if schemas is not None else all_schemas()
         self.fail_class = fail_class
         self.interrupt_class = interrupt_class
         self.die_after = die_after
         self.steps = steps
         self.step_delay = step_delay
+        self.history_delay = history_delay
         self.model_files = model_files if model_files is not None else manifest_filenames()
         self.hold = threading.Event()
         self.hold.set()  # clear() it to make nodes wait
@@ -364,6 +366,7 @@ class FakeComfyUI:
             executed.append(nid)
         if status == "success":
             emit("execution_success", {"prompt_id": prompt_id})
+        time.sleep(self.history_delay)  # ComfyUI records the history a moment after execution_success
         self.history[prompt_id] = {
             "prompt": [0, prompt_id, prompt, extra, list(outputs)],
             "outputs": outputs if status == "success" else {},

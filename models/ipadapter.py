@@ -209,6 +209,7 @@ def check_for_clip(adapter: IPAdapter, clip_hidden: int | None, clip_projection:
 
 
 # -------------------------------------------------------------------------------------------- LoRA
+LORA_MARK = "i2p_identity_lora"  # set on the MODEL once the adapter's LoRA is applied
 def lora_name_for(adapter_name: str) -> str | None:
     """The LoRA file trained with a FaceID adapter: ``<stem>_lora.safetensors``."""
     stem = adapter_name.rsplit("/", 1)[-1]
@@ -231,9 +232,16 @@ def apply_lora(model, adapter: IPAdapter, strength: float):
     if path is None:
         return model, (f"LoRA {name} is MISSING from models/loras: the adapter runs without the LoRA it was "
                        "trained with, so likeness will be weaker. Put the file there to use it.")
+    options = getattr(model, "model_options", None) or {}
+    already = options.get("transformer_options", {}).get(LORA_MARK)
+    if already == name:
+        return model, f"LoRA {name} is already on this MODEL (an earlier loader): not applied twice."
     comfy_sd = comfy_adapter.comfy_module("comfy.sd")
     if comfy_sd is None or not hasattr(model, "clone"):
         return model, f"LoRA {name} found but NOT applied: ComfyUI is not running (it applies LoRAs)."
     lora = comfy_adapter.load_torch_file(path, safe_load=True)
     patched, _ = comfy_sd.load_lora_for_models(model, None, lora, strength, 0)
+    to = dict(patched.model_options.get("transformer_options", {}))
+    to[LORA_MARK] = name
+    patched.model_options["transformer_options"] = to
     return patched, f"LoRA {name} applied at strength {strength:g}."

@@ -152,7 +152,25 @@ def lora_mode():
     names = [f"lora_unet_{path}_{a}_{p}" for path, _ in sdxl_lora_modules() for a in ("attn1", "attn2")
              for p in ("to_q", "to_k", "to_v", "to_out_0")]
     missing = [n for n in names if n not in key_map]
-    return {"modules": len(names), "missing": missing[:5], "n_missing": len(missing)}
+    # and the loader's own path: comfy.sd.load_lora_for_models on a real ModelPatcher
+    import tempfile
+
+    import comfy.model_patcher
+    import folder_paths
+    import model_factory
+
+    ipa = pack_module("models.ipadapter")
+    root = Path(tempfile.mkdtemp(prefix="i2p-lora-"))
+    lora = model_factory.build("faceid-plusv2-sdxl-lora", root, "tiny")
+    folder_paths.add_model_folder_path("loras", str(lora.parent))
+    mp = comfy.model_patcher.ModelPatcher(tiny_sdxl(), load_device=torch.device("cpu"),
+                                          offload_device=torch.device("cpu"))
+    stub = type("A", (), {"name": "ip-adapter-faceid-plusv2_sdxl.bin"})()
+    patched, message = ipa.apply_lora(mp, stub, 0.6)
+    again, message2 = ipa.apply_lora(patched, stub, 0.6)
+    return {"modules": len(names), "missing": missing[:5], "n_missing": len(missing), "message": message,
+            "patched_weights": len(patched.patches), "input_patches": len(mp.patches), "message2": message2,
+            "again_is_same": again is patched}
 
 
 def unet_mode():

@@ -57,3 +57,7 @@ def test_faceid_lora_layout_maps_onto_comfyui_sdxl_keys():
     ComfyUI's LoRA loader resolves for SDXL: all 560 modules map onto UNet weights."""
     r = probe("lora", timeout=600)
     assert r["modules"] == 560 and r["n_missing"] == 0, r["missing"]
+    # the loader applies it with ComfyUI's LoRA loader: one patch per UNet weight, input untouched,
+    # and a second loader in the chain does not stack it
+    assert "applied at strength 0.6" in r["message"] and r["patched_weights"] == 560 and r["input_patches"] == 0
+    assert r["again_is_same"] and "not applied twice" in r["message2"]

@@ -254,6 +254,10 @@ def test_loader_node_reports_lora_state(models, tmp_path):
     shutil.copy(models["faceid-plusv2-sdxl"], portrait)
     _, _, text = loader.load(base, portrait.name, 0.6, "auto")["result"]
     assert "ip-adapter-faceid-portrait_sdxl_lora.safetensors is MISSING" in text
+    marked = FakePatcher()
+    marked.model_options["transformer_options"]["i2p_identity_lora"] = "ip-adapter-faceid-plusv2_sdxl_lora.safetensors"
+    _, _, text = loader.load(marked, "ip-adapter-faceid-plusv2_sdxl.bin", 0.6, "auto")["result"]
+    assert "already on this MODEL" in text  # a second loader in the chain does not stack the LoRA
     _, _, text = loader.load(base, "ip-adapter_sdxl_vit-h.safetensors", 0.6, "auto")["result"]
     assert "not trained with one" in text
     with pytest.raises(errors.I2PError, match="not in models/ipadapter"):

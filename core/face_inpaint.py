@@ -91,20 +91,20 @@ def plan_jobs(images: list[np.ndarray], masks: list[np.ndarray], faces: Faces | 
         h, w = image.shape[:2]
         mask = _mask_for(masks, b, len(images))
         if mask.shape != (h, w):
-            raise I2PError(NODE, "mask", f"the mask is {mask.shape[1]}x{mask.shape[0]} but image {b + 1} is {w}x{h}.",
+            raise I2PError(NODE, "mask", f"the mask is {mask.shape[1]}x{mask.shape[0]} but image {b} is {w}x{h}.",
                            "make the mask from this same image (face-parsing node), or resize it to the image.")
         face_set = faces.for_image(b) if faces is not None else None
         if face_set is not None and tuple(face_set.image_size) != (h, w):
             fh, fw = face_set.image_size
-            raise I2PError(NODE, "faces", f"the faces were detected in a {fw}x{fh} image, but image {b + 1} is {w}x{h}.",
+            raise I2PError(NODE, "faces", f"the faces were detected in a {fw}x{fh} image, but image {b} is {w}x{h}.",
                            "connect the FACES output of the analyzer that analysed this same image.")
         peak = float(mask.max()) if mask.size else 0.0
         if peak < EMPTY_MASK:
-            notes.append(f"image {b + 1}: the mask is empty, image returned unchanged.")
+            notes.append(f"image {b}: the mask is empty, image returned unchanged.")
             jobs.append([])
             continue
         if float(mask.min()) >= FULL_MASK:
-            raise I2PError(NODE, "mask", f"the mask of image {b + 1} covers the whole image, so nothing of the "
+            raise I2PError(NODE, "mask", f"the mask of image {b} covers the whole image, so nothing of the "
                            "photo would be kept and no face region can be found.",
                            "connect the face-parsing mask of the faces to inpaint (or use KSampler for a full-frame inpaint).")
         image_jobs: list[FaceJob] = []
@@ -114,13 +114,13 @@ def plan_jobs(images: list[np.ndarray], masks: list[np.ndarray], faces: Faces | 
             for k, (face, part) in enumerate(zip(face_list, parts)):
                 box = ic.mask_bbox(part, EMPTY_MASK)
                 if box is None:
-                    notes.append(f"image {b + 1} face {k + 1}: no mask pixels near this face, skipped.")
+                    notes.append(f"image {b} face {k}: no mask pixels near this face, skipped.")
                     continue
                 image_jobs.append(_job(b, k, part, box, face.size, (h, w), settings))
         else:
             box = ic.mask_bbox(mask, EMPTY_MASK)
             size = math.sqrt((box[2] - box[0]) * (box[3] - box[1]))
-            notes.append(f"image {b + 1}: no faces in FACES, the mask is inpainted as one region.")
+            notes.append(f"image {b}: no faces in FACES, the mask is inpainted as one region.")
             image_jobs.append(_job(b, None, mask, box, size, (h, w), settings))
         jobs.append(image_jobs)
     return jobs, notes
@@ -187,8 +187,8 @@ def run(images: list[np.ndarray], masks: list[np.ndarray], faces: Faces | None, 
         result.lines.append(identity_line)
     for b, image_jobs in enumerate(jobs):
         for job in image_jobs:
-            who = f"face {job.face_index + 1}" if job.face_index is not None else "mask region"
-            result.lines.append(f"image {b + 1} {who}: {job.region.describe()}")
+            who = f"face {job.face_index}" if job.face_index is not None else "mask region"
+            result.lines.append(f"image {b} {who}: {job.region.describe()}")
     result.lines += notes
 
     steps_seen = [0]

@@ -110,12 +110,12 @@ def prepaste_batch(images: list[np.ndarray], masks: list[np.ndarray], faces, sou
         h, w = image.shape[:2]
         mask = masks[b] if len(masks) > 1 else masks[0]
         if mask.shape != (h, w):
-            raise I2PError(PREPASTE_NODE, "mask", f"the mask is {mask.shape[1]}x{mask.shape[0]} but image {b + 1} is {w}x{h}.",
+            raise I2PError(PREPASTE_NODE, "mask", f"the mask is {mask.shape[1]}x{mask.shape[0]} but image {b} is {w}x{h}.",
                            "make the mask from this same image.")
         targets = faces.for_image(b)
         if tuple(targets.image_size) != (h, w):
             raise I2PError(PREPASTE_NODE, "faces", f"the faces were detected in a {targets.image_size[1]}x"
-                           f"{targets.image_size[0]} image, but image {b + 1} is {w}x{h}.",
+                           f"{targets.image_size[0]} image, but image {b} is {w}x{h}.",
                            "connect the FACES of this same image.")
         si = min(b, len(source_images) - 1)
         src_img, src_set = source_images[si], source_faces.for_image(si)
@@ -130,17 +130,17 @@ def prepaste_batch(images: list[np.ndarray], masks: list[np.ndarray], faces, sou
         parts = split_mask_by_faces(mask, [f.center for f in tf], [f.size for f in tf])
         for k, (face, part) in enumerate(zip(tf, parts)):
             if k >= len(src_set.faces) and len(src_set.faces) > 1:
-                lines.append(f"image {b + 1} face {k + 1}: no source face {k + 1}, left as it was.")
+                lines.append(f"image {b} face {k}: no source face {k}, left as it was.")
                 continue
             si_face = min(k, len(src_set.faces) - 1)
             src_face = src_set.faces[si_face]
             if not (part > 0).any():
-                lines.append(f"image {b + 1} face {k + 1}: mask empty here, nothing pasted.")
+                lines.append(f"image {b} face {k}: mask empty here, nothing pasted.")
                 continue
             result, err = prepaste_face(result, face.kps, part, src_img, src_face.kps, color_strength, feather)
-            lines.append(f"image {b + 1} face {k + 1}: source face {si_face + 1} pasted, "
+            lines.append(f"image {b} face {k}: source face {si_face} pasted, "
                          f"landmark fit error {err:.2f} px.")
         if not tf:
-            lines.append(f"image {b + 1}: no target face, image unchanged.")
+            lines.append(f"image {b}: no target face, image unchanged.")
         out.append(result)
     return out, lines

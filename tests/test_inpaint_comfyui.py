@@ -109,7 +109,7 @@ def test_face_inpaint_node_with_full_sdxl_inpainting_checkpoint(comfyui_server):
     assert run.previews, "no latent preview frames arrived"
     text = [e for e in run.of_type("executed") if e.get("node") == "7"]
     assert text and "inpainting checkpoint" in text[0]["output"]["text"][0], text
-    assert "image 1 face 2: crop" in text[0]["output"]["text"][0]
+    assert "image 0 face 1: crop" in text[0]["output"]["text"][0]
 
     (out,) = comfyui_server.output_images(run.history)
     result = np.asarray(Image.open(io.BytesIO(comfyui_server.view(out["filename"], out["subfolder"], out["type"]))).convert("RGB"))

@@ -107,7 +107,7 @@ def test_two_faces_are_placed_and_background_is_bit_exact():
     assert len(backend.calls) == 2 and len(result.previews) == 2
     assert all(shape[0] == 1 and shape[1] == 4 for _, shape, _, _ in backend.calls)
     assert progress.n == 8 and result.steps_run == 8 and backend.preview_steps == 8
-    assert "image 1 face 1: crop" in result.text and "image 1 face 2: crop" in result.text
+    assert "image 0 face 0: crop" in result.text and "image 0 face 1: crop" in result.text
     assert result.previews[0].shape == (384, 768, 3)
 
 
@@ -186,7 +186,7 @@ def test_bad_input_fails_before_sampling_with_a_clear_message():
     s = fi.InpaintSettings()
     with pytest.raises(errors.I2PError, match=r"\[I2P Face Inpaint\] input 'mask'.*whole image.*Fix:"):
         fi.run([image], [np.ones_like(mask)], faces, s, backend.fns())
-    with pytest.raises(errors.I2PError, match=r"input 'mask'.*640x300.*640x360"):
+    with pytest.raises(errors.I2PError, match=r"input 'mask'.*640x300 but image 0 is 640x360"):
         fi.run([image], [mask[:300]], faces, s, backend.fns())
     other = ft.Faces([ft.FaceSet((720, 1280), faces.sets[0].faces)])
     with pytest.raises(errors.I2PError, match=r"input 'faces'.*1280x720.*Fix:"):
@@ -208,7 +208,7 @@ def test_mask_without_faces_is_one_region_and_face_without_mask_is_skipped():
     left_only = disc(*mask.shape, 40, 60, 30)
     backend = FakeBackend()
     result = fi.run([image], [left_only], faces, fi.InpaintSettings(target_size=256, blend=8), backend.fns())
-    assert len(backend.calls) == 1 and "face 1: no mask pixels near this face, skipped" in result.text
+    assert len(backend.calls) == 1 and "face 0: no mask pixels near this face, skipped" in result.text
 
 
 def test_identity_line_reports_active_steps():

@@ -160,7 +160,8 @@ class ComfyClipEncoder(ClipEncoder):
         mm.load_model_gpu(self.cv.patcher)
         size = int(getattr(self.cv, "image_size", CLIP_SIZE))
         zeros = torch.zeros(1, 3, size, size, device=self.cv.load_device)
-        out = model(pixel_values=zeros, intermediate_output=-2)
+        with torch.no_grad():
+            out = model(pixel_values=zeros, intermediate_output=-2)
         return out[1].float().cpu(), out[2].float().cpu()
 
 

@@ -61,3 +61,16 @@ def test_faceid_lora_layout_maps_onto_comfyui_sdxl_keys():
     # and a second loader in the chain does not stack it
     assert "applied at strength 0.6" in r["message"] and r["patched_weights"] == 560 and r["input_patches"] == 0
     assert r["again_is_same"] and "not applied twice" in r["message2"]
+
+
+def test_comfyui_clip_vision_loader_matches_the_transformers_path():
+    """The ``full`` CLIP-ViT-H-14 test file (HF key layout) loads through ComfyUI's own CLIP vision code
+    as ViT-H (hidden 1280, projection 1024), and its penultimate hidden states, image embeds and
+    "zero-pixels" uncond features equal those of the transformers model the CI tests use.
+    Builds a 1.26 GB file once into the full test-model cache; ~5 GB RAM while it runs."""
+    from comfyui_fixtures import full_models_cache
+
+    os.environ.setdefault("I2P_PROBE_MODELS", str(full_models_cache()))
+    r = probe("clip")
+    assert r["hidden"] == [1280, 1024] and r["shape"] == [1, 257, 1280]
+    assert r["hidden_rel_err"] < 1e-3 and r["embeds_rel_err"] < 1e-3 and r["uncond_rel_err"] < 1e-3

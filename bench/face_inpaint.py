@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -178,7 +179,7 @@ def heavy_worker(sizes: list[int], steps: int, faces_list: list[int], forward_si
             result = fi.run([image], [mask], faces, settings, fns)
             total = time.perf_counter() - t
             rows.append({"target": size, "faces": n, "steps": steps, "total_s": total, "per_face_s": total / n,
-                         "crop": result.lines[1], "peak_mb": peak_rss_mb()})
+                         "crop": result.lines[1], "peak_mb": peak_rss_mb(), "load": os.getloadavg()[0]})
     forwards = []
     for size in forward_sizes:
         lat = size // 8
@@ -196,7 +197,7 @@ def heavy_worker(sizes: list[int], steps: int, faces_list: list[int], forward_si
             decode(z)
             dec_s = time.perf_counter() - t
         forwards.append({"size": size, "cfg_step_s": step_s, "vae_encode_s": enc_s, "vae_decode_s": dec_s,
-                         "peak_mb": peak_rss_mb()})
+                         "peak_mb": peak_rss_mb(), "load": os.getloadavg()[0]})
     return {"params": n_params, "build_s": build_s, "rss_after_load_mb": after_load, "rows": rows,
             "forwards": forwards, "threads": torch.get_num_threads()}
 
@@ -245,7 +246,7 @@ def main() -> None:
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     if a.part == "light":
         lines = ["## Around the sampler (crop, resize, stitch, pre-paste)", "",
-                 f"{stamp}; {machine()}; `bench/face_inpaint.py light`. A 2048x1536 photo, faces 220 px, "
+                 f"{stamp}; {machine()}; load avg at start {os.getloadavg()[0]:.1f} (the 2 cores are shared); `bench/face_inpaint.py light`. A 2048x1536 photo, faces 220 px, "
                  "context 2.0, blend 16; the sampler and VAE are identity stand-ins, so this is the pack's own "
                  "cost per call. Fresh process per row; peak RSS includes the interpreter, numpy, torch and OpenCV.", "",
                  "| target | faces | flow total s | per face s | pre-paste total s | peak RSS MB |", "|---|---|---|---|---|---|"]
@@ -256,10 +257,12 @@ def main() -> None:
                 print(lines[-1], flush=True)
         write_section("light", "\n".join(lines))
     else:
+        load0 = os.getloadavg()[0]
         r = run_worker(["heavy", json.dumps({"sizes": a.sizes, "steps": a.steps, "faces_list": a.faces,
                                              "forward_sizes": a.forward_sizes})])
         lines = ["## Full-size random SDXL inpainting weights (CPU proxy)", "",
-                 f"{stamp}; {machine()}, torch threads {r['threads']}; `bench/face_inpaint.py heavy --sizes "
+                 f"{stamp}; {machine()}, torch threads {r['threads']}, load avg at start {load0:.1f} (the 2 cores are shared: "
+                 "a load above 2 means other work competed for them); `bench/face_inpaint.py heavy --sizes "
                  f"{' '.join(map(str, a.sizes))} --faces {' '.join(map(str, a.faces))} --steps {a.steps}`.",
                  f"diffusers UNet2DConditionModel with SDXL's architecture and 9 input channels "
                  f"({r['params'] / 1e9:.3f} B params) + the SDXL VAE, bf16, seeded random weights "
@@ -268,14 +271,16 @@ def main() -> None:
                  "the node's real flow (core.face_inpaint.run: crop, InpaintModelConditioning-style double "
                  "encode, sample, decode, stitch). Photo 1024x768, faces 110 px.", "",
                  "### End to end, reduced target sizes", "",
-                 "| target | faces | steps | total s | per face s | peak RSS MB | crop |", "|---|---|---|---|---|---|---|"]
+                 "| target | faces | steps | total s | per face s | peak RSS MB | load avg after | crop |",
+                 "|---|---|---|---|---|---|---|---|"]
         for row in r["rows"]:
             lines.append(f"| {row['target']} | {row['faces']} | {row['steps']} | {row['total_s']:.1f} | "
-                         f"{row['per_face_s']:.1f} | {row['peak_mb']:.0f} | {row['crop']} |")
+                         f"{row['per_face_s']:.1f} | {row['peak_mb']:.0f} | {row['load']:.1f} | {row['crop']} |")
         lines += ["", "### One sampler step and the VAE at the real target sizes", "",
-                  "| size | one CFG step s | VAE encode s | VAE decode s | peak RSS MB so far |", "|---|---|---|---|---|"]
+                  "| size | one CFG step s | VAE encode s | VAE decode s | peak RSS MB so far | load avg after |",
+                  "|---|---|---|---|---|---|"]
         for f in r["forwards"]:
-            lines.append(f"| {f['size']} | {f['cfg_step_s']:.1f} | {f['vae_encode_s']:.1f} | {f['vae_decode_s']:.1f} | {f['peak_mb']:.0f} |")
+            lines.append(f"| {f['size']} | {f['cfg_step_s']:.1f} | {f['vae_encode_s']:.1f} | {f['vae_decode_s']:.1f} | {f['peak_mb']:.0f} | {f['load']:.1f} |")
         lines += ["", "Per face at a target size T with S steps ≈ S × (one CFG step at T) + 2 × encode + 1 × decode "
                   "(an inpainting checkpoint encodes the crop twice: the image and the masked image); faces are "
                   "sampled one after another, so time grows linearly with the number of faces and peak memory "

@@ -6,6 +6,7 @@ there is one), so the pack must be installed in its ``custom_nodes`` like for an
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -32,6 +33,14 @@ def comfyui_python(path: Path) -> str:
     return sys.executable
 
 
+def needs_cpu_flag(extra_args: list[str]) -> bool:
+    """On a Linux machine with no NVIDIA or AMD tools at all, ComfyUI must be told ``--cpu``; elsewhere
+    (macOS MPS, Windows DirectML, any GPU) it picks its device itself."""
+    if any(a.split("=")[0] in ("--cpu", "--directml", "--oneapi-device-selector") for a in extra_args):
+        return False
+    return sys.platform.startswith("linux") and not (shutil.which("nvidia-smi") or shutil.which("rocm-smi"))
+
+
 class PrivateComfyUI:
     """``with PrivateComfyUI(path) as url:`` runs ComfyUI at ``url`` for the block."""
 
@@ -42,6 +51,10 @@ class PrivateComfyUI:
             raise ComfyError(f"--comfyui {path}: no ComfyUI there (main.py is missing)")
         self.python = python or comfyui_python(self.path)
         self.extra_args = list(extra_args or [])
+        if needs_cpu_flag(self.extra_args):
+            self.extra_args.append("--cpu")  # no GPU tools on this Linux machine
+        if "--auto-launch" not in self.extra_args:
+            self.extra_args.append("--disable-auto-launch")  # no browser tab for a scripted run
         self.start_timeout = start_timeout
         self.log = log
         self.process: subprocess.Popen | None = None

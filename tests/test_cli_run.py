@@ -461,3 +461,17 @@ def test_bundled_workflow_by_name_through_the_fake(name, tmp_path, photos, fake)
     images = sorted(n["inputs"]["image"] for n in prompt.values() if n["class_type"] == "LoadImage")
     assert images == sorted(f"i2p_cli/{p.name}" for p in [photos["ref"], *faces])
     assert any(k.endswith("/ text") for k in result["texts"])  # the identity score's text came back
+
+
+def test_private_comfyui_gets_cpu_only_where_there_is_no_gpu_tool(monkeypatch):
+    local = pack_module("cli.local_comfyui")
+    monkeypatch.setattr(local.sys, "platform", "linux")
+    monkeypatch.setattr(local.shutil, "which", lambda name: None)
+    assert local.needs_cpu_flag([]) is True
+    assert local.needs_cpu_flag(["--cpu"]) is False
+    assert local.needs_cpu_flag(["--directml=0"]) is False
+    monkeypatch.setattr(local.shutil, "which", lambda name: "/usr/bin/nvidia-smi" if name == "nvidia-smi" else None)
+    assert local.needs_cpu_flag([]) is False
+    monkeypatch.setattr(local.shutil, "which", lambda name: None)
+    monkeypatch.setattr(local.sys, "platform", "darwin")
+    assert local.needs_cpu_flag([]) is False

@@ -475,3 +475,24 @@ def test_private_comfyui_gets_cpu_only_where_there_is_no_gpu_tool(monkeypatch):
     monkeypatch.setattr(local.shutil, "which", lambda name: None)
     monkeypatch.setattr(local.sys, "platform", "darwin")
     assert local.needs_cpu_flag([]) is False
+
+
+@pytest.mark.comfyui
+def test_real_private_comfyui_is_started_and_stopped(tmp_path, photos):
+    """--comfyui with the real ComfyUI: started on a free loopback port, used, stopped (a base
+    directory of its own keeps the checkout clean; no model is needed for this core graph)."""
+    out = tmp_path / "out"
+    base = tmp_path / "base"
+    (base / "custom_nodes").mkdir(parents=True)
+    rc = cli("run", "--workflow", str(workflow(tmp_path)), "--reference", str(photos["ref"]), "--face",
+             str(photos["face"]), "--out", str(out), "--comfyui", os.environ["COMFYUI_PATH"],
+             "--comfyui-python", sys.executable, f"--comfyui-arg=--base-directory={base}",
+             f"--comfyui-arg=--database-url=sqlite:///{base / 'comfyui.db'}",
+             "--comfyui-arg=--cpu", "--comfyui-arg=--disable-api-nodes")
+    [result] = summary(out)
+    assert rc == 0, result["message"]
+    assert result["status"] == "ok" and len(result["outputs"]) == 1
+    assert list((base / "output").rglob("*.png"))  # ComfyUI really wrote it, in our base directory
+    port = int(result["server"].rsplit(":", 1)[1])
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0

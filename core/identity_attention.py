@@ -136,27 +136,49 @@ class IdentityPatch:
             self._mask_cache[key] = hit
         return hit[1]
 
+    def batch_kv(self, layer: int, cou: tuple, batch: int, device, dtype):
+        """Keys and weight-scaled values for the whole CFG batch at once (cond/uncond rows in the
+        order of ``cond_or_uncond``), so a layer costs one extra attention call, not one per chunk.
+        None when cond and uncond differ in token count (several identities concatenated)."""
+        key = (layer, cou, batch, str(device), dtype, self.weight)
+        hit = self._kv_cache.get(key)
+        if hit is None:
+            per_chunk = batch // len(cou)
+            ks, vs = [], []
+            for which in cou:
+                k, v = self.kv(layer, int(which), per_chunk, device, dtype)
+                ks.append(k.expand(per_chunk, -1, -1))
+                vs.append(v.expand(per_chunk, -1, -1))
+            if len({k.shape[1] for k in ks}) != 1:
+                hit = (None, None)
+            else:
+                hit = (torch.cat(ks).contiguous(), (torch.cat(vs).float() * self.weight).to(dtype).contiguous())
+            self._kv_cache[key] = hit
+        return hit
+
     def term(self, layer: int, q: torch.Tensor, extra_options: dict) -> torch.Tensor:
-        """``w * mask * Attn(q, k_ip, v_ip)`` for the whole batch (chunks by cond_or_uncond)."""
+        """``w * mask * Attn(q, k_ip, v_ip)`` for the whole batch (rows by cond_or_uncond)."""
         heads = int(extra_options["n_heads"])
-        cou = list(extra_options.get("cond_or_uncond") or [0])
-        chunks = q.chunk(len(cou)) if len(cou) > 1 else (q,)
-        per_chunk = chunks[0].shape[0]
-        outs = []
-        for which, qc in zip(cou, chunks):
-            k, v = self.kv(layer, int(which), per_chunk, qc.device, qc.dtype)
-            if k.shape[0] != qc.shape[0]:
-                k = k.expand(qc.shape[0], -1, -1)
-                v = v.expand(qc.shape[0], -1, -1)
-            outs.append(self.attention(qc, k, v, heads, attn_precision=extra_options.get("attn_precision")))
-        out = torch.cat(outs) if len(outs) > 1 else outs[0]
+        precision = extra_options.get("attn_precision")
+        cou = tuple(int(c) for c in (extra_options.get("cond_or_uncond") or [0]))
+        k, v = self.batch_kv(layer, cou, q.shape[0], q.device, q.dtype) if q.shape[0] % len(cou) == 0 else (None, None)
+        if k is not None:
+            out = self.attention(q, k, v, heads, attn_precision=precision)
+        else:  # per chunk (token counts differ between cond and uncond)
+            chunks = q.chunk(len(cou)) if len(cou) > 1 else (q,)
+            outs = []
+            for which, qc in zip(cou, chunks):
+                kc, vc = self.kv(layer, which, chunks[0].shape[0], qc.device, qc.dtype)
+                outs.append(self.attention(qc, kc.expand(qc.shape[0], -1, -1), vc.expand(qc.shape[0], -1, -1),
+                                           heads, attn_precision=precision) * self.weight)
+            out = torch.cat(outs) if len(outs) > 1 else outs[0]
         mask = self.layer_mask(q.shape[1], extra_options, q.device, q.dtype)
         if mask is not None:
             if mask.shape[0] not in (1, out.shape[0]):
                 reps = math.ceil(out.shape[0] / mask.shape[0])
                 mask = mask.repeat(reps, 1, 1)[: out.shape[0]]
             out = out * mask
-        return out * self.weight
+        return out
 
     def layer_fn(self, layer: int, inner: Callable | None = None) -> "LayerPatch":
         return LayerPatch(self, layer, inner)

@@ -250,6 +250,19 @@ def test_several_identities_per_image_or_concatenated():
     assert k_each.shape == (2, 4, 64)  # one identity per image
 
 
+def test_concatenated_identities_term_equals_direct():
+    """Two identities on a batch of one per chunk: their 8 tokens are concatenated (cond) while the
+    uncond has 4, so the term runs per chunk; it still equals the direct computation."""
+    patch, cond, uncond, wk, wv = _patch(n_id=2, weight=0.5)
+    q = torch.randn(2, 16, 64)
+    opts = {"n_heads": 2, "cond_or_uncond": [0, 1]}
+    got = patch.term(7, q, opts)
+    kc, vc = cond.reshape(1, -1, 32) @ wk[7].T, cond.reshape(1, -1, 32) @ wv[7].T
+    ku, vu = uncond @ wk[7].T, uncond @ wv[7].T
+    want = torch.cat([direct_attention(q[:1], kc, vc, 2), direct_attention(q[1:], ku, vu, 2)]) * 0.5
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
 def test_mask_resized_to_each_layer_grid():
     mask = torch.zeros(1, 64, 96)
     mask[:, :, 48:] = 1.0  # right half only

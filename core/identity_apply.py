@@ -124,7 +124,7 @@ def check_identity_for(adapter, identity: Identity, mode: str) -> None:
 def apply_identity(model, mode: str, weight: float, start_at: float, stop_at: float, adapter=None,
                    identity: Identity | None = None, images: list[np.ndarray] | None = None, faces=None,
                    analyzer=None, clip_vision=None, shortcut_weight: float = 1.0, mask=None,
-                   average: bool = True, clip_blend: float = 0.5, steps: int = 30):
+                   average: bool = True, clip_blend: float = 0.5, steps: int = 20):
     """Returns (patched MODEL clone, Identity or None, report text)."""
     from ..models.ipadapter import check_for_clip, check_for_model
 

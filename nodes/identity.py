@@ -112,7 +112,7 @@ class I2PApplyIdentity:
                                       "tooltip": "Fraction of the steps after which it switches off: 0.9 of 30 steps = on for 27 steps."}),
                 "average_sources": ("BOOLEAN", {"default": True,
                                                 "tooltip": "Several source images: average their embeddings and CLIP features into one identity (off: their tokens are concatenated)."}),
-                "steps": ("INT", {"default": 30, "min": 1, "max": 1000,
+                "steps": ("INT", {"default": 20, "min": 1, "max": 1000,
                                   "tooltip": "Only for the report: the sampler's step count, to show which steps the identity is on in."}),
             },
             "optional": {

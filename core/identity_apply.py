@@ -134,7 +134,8 @@ def apply_identity(model, mode: str, weight: float, start_at: float, stop_at: fl
     if start_at >= stop_at and mode != "simple":
         raise I2PError(NODE, "stop_at", f"stop_at ({stop_at:g}) must be above start_at ({start_at:g}).",
                        "raise stop_at or lower start_at.")
-    info = {"mode": mode, "weight": float(weight), "start_at": float(start_at), "stop_at": float(stop_at)}
+    info = {"mode": mode, "weight": float(weight), "start_at": float(start_at), "stop_at": float(stop_at),
+            "masked": mask is not None}
     if mode == "simple":
         m = model.clone()
         to = dict(m.model_options.get("transformer_options", {}))

@@ -37,6 +37,20 @@ def identity_info(model) -> dict | None:
     return options.get("transformer_options", {}).get("i2p_identity")
 
 
+def with_crop_identity_mask(model, crop_mask):
+    """The identity patch's attention mask was drawn on the whole photo, but this node samples a crop:
+    hand the patch the crop's own inpaint mask instead (same region, the crop's frame). A clone, so
+    the MODEL other branches of the graph see stays untouched."""
+    info = identity_info(model)
+    if not info or not info.get("masked") or crop_mask is None:
+        return model
+    clone = model.clone()
+    options = clone.model_options.setdefault("transformer_options", {})
+    options = clone.model_options["transformer_options"] = dict(options)
+    options["i2p_identity_mask"] = crop_mask.reshape(-1, *crop_mask.shape[-2:])
+    return clone
+
+
 def comfy_sampling(model, vae, positive, negative, *, steps: int, cfg: float, sampler_name: str,
                    scheduler: str, denoise: float) -> SamplingFns:
     sample_mod = comfy_adapter.comfy_module("comfy.sample")
@@ -53,10 +67,11 @@ def comfy_sampling(model, vae, positive, negative, *, steps: int, cfg: float, sa
         return images
 
     def sample(latent: dict, pos, neg, seed: int, callback):
-        latent_image = sample_mod.fix_empty_latent_channels(model, latent["samples"])
+        crop_model = with_crop_identity_mask(model, latent.get("noise_mask"))
+        latent_image = sample_mod.fix_empty_latent_channels(crop_model, latent["samples"])
         noise = sample_mod.prepare_noise(latent_image, seed)
         disable_pbar = not getattr(utils, "PROGRESS_BAR_ENABLED", True)
-        return sample_mod.sample(model, noise, steps, cfg, sampler_name, scheduler, pos, neg, latent_image,
+        return sample_mod.sample(crop_model, noise, steps, cfg, sampler_name, scheduler, pos, neg, latent_image,
                                  denoise=denoise, noise_mask=latent.get("noise_mask"), callback=callback,
                                  disable_pbar=disable_pbar, seed=seed)
 

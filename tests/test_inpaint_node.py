@@ -20,6 +20,13 @@ class FakeModel:
         self.model_options = {"transformer_options": {"i2p_identity": identity} if identity else {}}
         self.model = type("Inner", (), {"concat_keys": concat_keys})()
 
+    def clone(self):
+        twin = FakeModel()
+        twin.model = self.model
+        twin.model_options = {**self.model_options,
+                              "transformer_options": dict(self.model_options["transformer_options"])}
+        return twin
+
 
 def widgets(**over):
     w = dict(seed=7, steps=3, cfg=5.0, sampler_name="euler", scheduler="normal", denoise=0.5, target_size=256,
@@ -101,3 +108,20 @@ def test_prepaste_node():
     arr = np.clip(np.rint(img[0].numpy() * 255), 0, 255).astype(np.uint8)
     assert arr[150, 200, 0] == 210 and np.array_equal(arr[mask[0] == 0], target[mask[0] == 0])
     assert "landmark fit error" in text
+
+
+def test_identity_mask_follows_the_crop_on_a_clone():
+    """A whole-photo identity mask would land in the wrong place on a crop: sampling hands the patch
+    the crop's own mask, on a clone, and only when the identity was applied with a mask."""
+    crop_mask = torch.zeros(1, 1, 16, 24)
+    crop_mask[..., 4:12, 6:18] = 1.0
+    masked = FakeModel({"mode": "faceid_plus_v2", "masked": True})
+    clone = sampling.with_crop_identity_mask(masked, crop_mask)
+    assert clone is not masked
+    got = clone.model_options["transformer_options"]["i2p_identity_mask"]
+    assert got.shape == (1, 16, 24) and torch.equal(got[0], crop_mask[0, 0])
+    assert "i2p_identity_mask" not in masked.model_options["transformer_options"]
+    unmasked = FakeModel({"mode": "faceid_plus_v2", "masked": False})
+    assert sampling.with_crop_identity_mask(unmasked, crop_mask) is unmasked
+    plain = FakeModel()
+    assert sampling.with_crop_identity_mask(plain, crop_mask) is plain

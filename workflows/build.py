@@ -129,7 +129,8 @@ def recommended_portrait(schemas) -> Graph:
         "Recommended portrait: the face photo's identity in the reference photo; background, pose and "
         "light stay as they were.",
         "1. Detect the faces; BiSeNet mask of the reference face with hair and neck.",
-        "2. FaceID Plus v2 identity patch on the SDXL inpainting model, on until 90% of the steps (stop-at 0.9).",
+        "2. FaceID Plus v2 identity patch on the SDXL inpainting model, on until 90% of the steps (stop-at 0.9), "
+        "acting only inside the face mask.",
         "3. Face inpaint: the face crop is sampled at 1024 px and pasted back (outside the blend band the "
         "photo is bit-identical).",
         "4. inswapper_128 face swap, then GFPGAN v1.4 at strength 0.9. Pre-paste and seam refinement: off.",
@@ -145,7 +146,7 @@ def recommended_portrait(schemas) -> Graph:
     src = detect_source(g, a["analyzer"], i["face"], "Detect face (face photo)")
     m = mask(g, i["ref"], a["targets"])
     preview(g, m["preview"], "Mask preview")
-    model, _, _ = identity(g, ckpt, i["face"], src, a["analyzer"])
+    model, _, _ = identity(g, ckpt, i["face"], src, a["analyzer"], m["mask"])
     pos, neg = prompts(g, ckpt)
     inp = inpaint(g, model, pos, neg, ckpt, i["ref"]["IMAGE"], m, a["targets"])
     swap = swap_restore(g, inp["image"], a["targets"], i["face"], src)
@@ -232,7 +233,7 @@ def auto_prompt(schemas) -> Graph:
     m = mask(g, i["ref"], a["targets"])
     preview(g, m["preview"], "Mask preview")
     src_hair = mask(g, i["face"], src, "Hair mask (face photo)")
-    model, _, _ = identity(g, ckpt, i["face"], src, a["analyzer"])
+    model, _, _ = identity(g, ckpt, i["face"], src, a["analyzer"], m["mask"])
     gemini = g.add("I2PAutoPromptGemini", "Prompt", "Auto prompt (Gemini)", face_image=i["face"]["IMAGE"],
                    reference_image=i["ref"]["IMAGE"], faces=src["faces"], hair_mask=src_hair["hair_mask"])
     pos, neg = prompts(g, ckpt, positive=gemini["positive"], negative=gemini["negative"])

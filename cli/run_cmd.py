@@ -6,7 +6,6 @@ One job (``--reference`` + ``--face``), ``--count`` variations of it (seeds S, S
 """
 from __future__ import annotations
 
-import argparse
 import random
 import sys
 from pathlib import Path

@@ -14,6 +14,7 @@ import numpy as np
 
 from . import face_paste, onnx_sessions
 from .errors import I2PError
+from .face_select import FaceSelectionError, parse_indices
 from .face_types import Face
 
 NODE = "I2P Face Swap"
@@ -21,20 +22,11 @@ NODE = "I2P Face Swap"
 
 # --------------------------------------------------------------------------------------- mapping
 def _parse_indices(text: str, input_name: str, node: str) -> list[int] | None:
-    text = (text or "").strip()
-    if not text:
-        return None
-    out = []
-    for part in text.replace(";", ",").split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            out.append(int(part))
-        except ValueError:
-            raise I2PError(node, input_name, f"'{part}' is not a face index.",
-                           "write face numbers separated by commas, e.g. 0,1 (0 = first selected face).") from None
-    return out
+    """The detect node's index syntax ("1,0", "1 0"); None for empty ("in order")."""
+    try:
+        return parse_indices(text) or None
+    except FaceSelectionError as exc:
+        raise I2PError(node, input_name, f"{exc}.", "0 = the first selected face.") from None
 
 
 def parse_mapping(source: str, target: str, n_source: int, n_target: int, node: str = NODE) -> list[tuple[int, int]]:

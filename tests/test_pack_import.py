@@ -62,3 +62,15 @@ def test_comfy_imports_only_in_adapter():
                 if s.startswith((f"import {name}", f"from {name} ", f"from {name}.", f"import {name}.")):
                     offenders.append(f"{rel}:{n}: {s}")
     assert offenders == []
+
+
+def test_root_init_imports_as_a_lone_module():
+    """pytest imports the root __init__.py as a plain module named '__init__' when the checkout's
+    folder name is no identifier (a clone into 'IP-to-Portrait'): that must not fail."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("__init__", PACK_ROOT / "__init__.py",
+                                                  submodule_search_locations=None)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.NODE_CLASS_MAPPINGS == {}

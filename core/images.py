@@ -57,3 +57,24 @@ def from_mask_arrays(masks: list[np.ndarray]):
     import torch
 
     return torch.from_numpy(np.stack([np.asarray(m, dtype=np.float32) for m in masks]))
+
+
+def image_input(image, node: str, input_name: str) -> list[np.ndarray]:
+    """:func:`to_rgb_uint8` for a node's IMAGE input: a malformed value becomes an error that names
+    the node and the input instead of numpy's shape complaint."""
+    from .errors import I2PError
+
+    try:
+        return to_rgb_uint8(image)
+    except ValueError as exc:
+        raise I2PError(node, input_name, f"{exc}.", "connect an IMAGE (B, H, W, C).") from None
+
+
+def mask_input(mask, node: str, input_name: str, fix: str = "connect a MASK (B, H, W).") -> list[np.ndarray]:
+    """:func:`to_mask_arrays` for a node's MASK input, with the same kind of error."""
+    from .errors import I2PError
+
+    try:
+        return to_mask_arrays(mask)
+    except ValueError as exc:
+        raise I2PError(node, input_name, f"{exc}.", fix) from None

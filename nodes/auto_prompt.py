@@ -5,7 +5,6 @@ import hashlib
 import json
 
 from ..core import auto_prompt
-from ..core.errors import I2PError
 
 _SETTINGS = ("style_hint", "model", "temperature", "prompt_seed", "use_fallback", "timeout_s", "retries",
              "cache_on_disk")
@@ -81,22 +80,13 @@ class I2PAutoPromptGemini:
         from ..core import images
 
         node = auto_prompt.NODE_NAME
-        try:
-            face_batch = images.to_rgb_uint8(face_image)
-        except ValueError as exc:
-            raise I2PError(node, "face_image", str(exc), "connect an IMAGE (B, H, W, 3).") from None
+        face_batch = images.image_input(face_image, node, "face_image")
         reference = None
         if reference_image is not None:
-            try:
-                reference = images.to_rgb_uint8(reference_image)[0]
-            except ValueError as exc:
-                raise I2PError(node, "reference_image", str(exc), "connect an IMAGE (B, H, W, 3).") from None
+            reference = images.image_input(reference_image, node, "reference_image")[0]
         mask = None
         if hair_mask is not None:
-            try:
-                mask = images.to_mask_arrays(hair_mask)[0]
-            except ValueError as exc:
-                raise I2PError(node, "hair_mask", str(exc), "connect the face-parsing node's hair_mask.") from None
+            mask = images.mask_input(hair_mask, node, "hair_mask", "connect the face-parsing node's hair_mask.")[0]
         face, notes = None, []
         if faces is not None and len(faces) > 0 and faces.for_image(0).faces:
             faceset = faces.for_image(0)

@@ -107,16 +107,13 @@ class I2PDetectFaces:
     def detect(self, analyzer, image, order, indices, gender, min_size, threshold, det_size, if_no_face):
         from ..core.face_analysis import FaceSelectionError, draw_faces, select_faces
         from ..core.face_types import Faces, FaceSet
-        from ..core.images import from_rgb_uint8, to_rgb_uint8
+        from ..core.images import from_rgb_uint8, image_input
 
         node = "I2P Detect Faces"
         if not hasattr(analyzer, "detect"):
             raise I2PError(node, "analyzer", "this is not a face analyzer.",
                            "connect the output of I2P Face Analyzer Loader.")
-        try:
-            images = to_rgb_uint8(image)
-        except ValueError as exc:
-            raise I2PError(node, "image", str(exc), "connect an IMAGE.") from None
+        images = image_input(image, node, "image")
         sets, previews, lines = [], [], []
         with comfy_adapter.Progress(len(images), desc="I2P detect faces") as progress:
             for b, rgb in enumerate(images):

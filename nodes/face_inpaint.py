@@ -68,8 +68,8 @@ class I2PFaceInpaint:
         settings = face_inpaint.InpaintSettings(seed=int(seed), steps=int(steps), denoise=float(denoise),
                                                 target_size=int(target_size), context=float(context),
                                                 blend=int(blend), batch_count=int(batch_count))
-        rgb = images.to_rgb_uint8(image)
-        masks = images.to_mask_arrays(mask)
+        rgb = images.image_input(image, face_inpaint.NODE, "image")
+        masks = images.mask_input(mask, face_inpaint.NODE, "mask")
         face_inpaint.plan_jobs(rgb, masks, faces, settings)  # bad input fails here, before the model loads
         fns = sampling.comfy_sampling(model, vae, positive, negative, steps=int(steps), cfg=float(cfg),
                                       sampler_name=sampler_name, scheduler=scheduler, denoise=float(denoise))
@@ -119,8 +119,10 @@ class I2PFacePrePaste:
     def paste(self, image, mask, faces, source_image, source_faces, color_match, feather):
         from ..core import images, prepaste
 
-        out, lines = prepaste.prepaste_batch(images.to_rgb_uint8(image), images.to_mask_arrays(mask), faces,
-                                             images.to_rgb_uint8(source_image), source_faces,
+        node = NODE_DISPLAY_NAME_MAPPINGS["I2PFacePrePaste"]
+        out, lines = prepaste.prepaste_batch(images.image_input(image, node, "image"),
+                                             images.mask_input(mask, node, "mask"), faces,
+                                             images.image_input(source_image, node, "source_image"), source_faces,
                                              float(color_match), int(feather))
         text = "\n".join(lines)
         tensor = images.from_rgb_uint8(out).to(comfy_adapter.intermediate_device())

@@ -117,14 +117,14 @@ class I2PFaceParsingMask:
     def make_mask(self, image, faces, parsing_model, include_hair, include_neck, include_ears, include_glasses,
                   include_hat, expand, padding, blur, fill_holes, output):
         from ..core import face_parsing as fp
-        from ..core.images import from_mask_arrays, from_rgb_uint8, to_rgb_uint8
+        from ..core.images import from_mask_arrays, from_rgb_uint8, image_input
 
         node = "I2P Face Parsing Mask"
         path = comfy_adapter.find_model("facedetection", parsing_model)
         if path is None:
             raise ModelFileMissing(node, "parsing_model", "facedetection", parsing_model, "bisenet-face-parsing")
         parser = fp.load_parser(path)
-        images = to_rgb_uint8(image)
+        images = image_input(image, node, "image")
         options = fp.MaskOptions(hair=include_hair, neck=include_neck, ears=include_ears, glasses=include_glasses,
                                  hat=include_hat, expand=expand, padding=padding, blur=blur, fill_holes=fill_holes)
         per_image = [faces_for_image(faces, b, rgb.shape[:2], node) for b, rgb in enumerate(images)]
@@ -175,10 +175,10 @@ class I2PFaceBoxMask:
         import numpy as np
 
         from ..core import masks
-        from ..core.images import to_rgb_uint8
+        from ..core.images import image_input
 
         node = "I2P Face Box Mask"
-        images = to_rgb_uint8(image)
+        images = image_input(image, node, "image")
         draw = masks.ellipse_mask if shape == "ellipse" else masks.box_mask
         combined, per_face = [], []
         for b, rgb in enumerate(images):

@@ -53,7 +53,7 @@ class I2PFaceRestore:
     def restore(self, image, faces, restore_model, strength, which_faces, swapped_faces=None):
         from ..core.face_restore import load_restorer, restore_faces
         from ..core.face_types import Faces
-        from ..core.images import from_mask_arrays, from_rgb_uint8, to_rgb_uint8
+        from ..core.images import from_mask_arrays, from_rgb_uint8, image_input
 
         chosen = faces
         if which_faces == WHICH[1]:
@@ -63,10 +63,7 @@ class I2PFaceRestore:
             chosen = swapped_faces
         if not isinstance(chosen, Faces):
             raise I2PError(NODE, "faces", "this is not a FACES value.", "connect I2P Detect Faces' faces output.")
-        try:
-            images = to_rgb_uint8(image)
-        except ValueError as exc:
-            raise I2PError(NODE, "image", str(exc), "connect an IMAGE.") from None
+        images = image_input(image, NODE, "image")
         lines = []
         if strength <= 0:
             restorer = None

@@ -128,16 +128,13 @@ class I2PFaceSwap:
 
         from ..core import face_swap, nsfw_gate
         from ..core.face_types import Faces, FaceSet
-        from ..core.images import from_mask_arrays, from_rgb_uint8, to_rgb_uint8
+        from ..core.images import from_mask_arrays, from_rgb_uint8, image_input
 
         for name, faces in (("target_faces", target_faces), ("source_faces", source_faces)):
             if not isinstance(faces, Faces):
                 raise I2PError(NODE, name, "this is not a FACES value.", "connect the faces output of I2P Detect Faces.")
-        try:
-            targets = to_rgb_uint8(image)
-            sources = to_rgb_uint8(source_image)
-        except ValueError as exc:
-            raise I2PError(NODE, "image", str(exc), "connect IMAGE outputs.") from None
+        targets = image_input(image, NODE, "image")
+        sources = image_input(source_image, NODE, "source_image")
         if len(target_faces.sets) not in (1, len(targets)):
             raise I2PError(NODE, "target_faces", f"{len(target_faces.sets)} face sets for {len(targets)} images.",
                            "detect the faces on the same image batch that goes into 'image'.")

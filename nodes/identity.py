@@ -132,9 +132,9 @@ class I2PApplyIdentity:
               adapter=None, clip_vision=None, image=None, faces=None, analyzer=None, identity=None,
               attn_mask=None, clip_blend=0.5):
         from ..core.identity_apply import apply_identity
-        from ..core.images import to_rgb_uint8
+        from ..core.images import image_input
 
-        images = to_rgb_uint8(image) if image is not None else None
+        images = image_input(image, "I2P Apply Identity", "image") if image is not None else None
         patched, ident, text = apply_identity(
             model, MODE_LABELS[mode], weight, start_at, stop_at, adapter=adapter, identity=identity,
             images=images, faces=faces, analyzer=analyzer, clip_vision=clip_vision,

@@ -46,14 +46,11 @@ class I2PIdentityScore:
     def score(self, analyzer, image, faces, source_faces, source_indices, target_indices, reduce):
         from ..core.face_swap import parse_mapping
         from ..core.identity_score import score_pairs, summarise
-        from ..core.images import to_rgb_uint8
+        from ..core.images import image_input
 
         if not hasattr(analyzer, "embed"):
             raise I2PError(NODE, "analyzer", "this is not a face analyzer.", "connect I2P Face Analyzer Loader.")
-        try:
-            images = to_rgb_uint8(image)
-        except ValueError as exc:
-            raise I2PError(NODE, "image", str(exc), "connect an IMAGE.") from None
+        images = image_input(image, NODE, "image")
         flat = [f for s in source_faces.sets for f in s.faces]
         if any(f.embedding is None for f in flat):
             raise I2PError(NODE, "source_faces", "the source faces carry no embedding.",

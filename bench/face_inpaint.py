@@ -5,7 +5,7 @@ Two parts, each configuration in a fresh subprocess so its peak RSS is its own:
 * ``light`` - the pack's own work around the sampler (mask split, crop planning, feathered alpha,
   crop + resize to the target, resize back + stitch, pre-paste warp + colour match) on a 2048x1536
   photo, at target 1024 and 768, with 1, 2 and 4 faces; the sampler is an identity stand-in.
-* ``heavy`` - the whole per-face flow (core.face_inpaint.run) with full-size random-weight SDXL
+* ``heavy`` - the whole per-face flow (core.inpaint.flow.run) with full-size random-weight SDXL
   weights: a 9-channel SDXL inpainting UNet (2.57 B params) and the SDXL VAE from diffusers, bf16,
   driven by a plain Euler loop with classifier-free guidance (batch 2 per step, as ComfyUI's KSampler
   does). This is a proxy for ComfyUI's sampler: the UNet forward is the cost; the sampler loop around
@@ -42,7 +42,7 @@ def scene(n_faces: int, h: int = 1536, w: int = 2048, face: int = 220):
     import numpy as np
     from packload import pack_module
 
-    ft = pack_module("core.face_types")
+    ft = pack_module("core.faces.types")
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     mask = np.zeros((h, w), np.float32)
@@ -64,8 +64,8 @@ def light_worker(target: int, n_faces: int) -> dict:
     import torch
     from packload import pack_module
 
-    fi = pack_module("core.face_inpaint")
-    pp = pack_module("core.prepaste")
+    fi = pack_module("core.inpaint.flow")
+    pp = pack_module("core.inpaint.prepaste")
     image, mask, faces = scene(n_faces)
     identity = fi.SamplingFns(encode=lambda p: p.permute(0, 3, 1, 2), decode=lambda l: l.permute(0, 2, 3, 1),
                               sample=lambda lat, pos, neg, seed, cb: lat["samples"], positive=[], negative=[],
@@ -127,7 +127,7 @@ def heavy_worker(sizes: list[int], steps: int, faces_list: list[int], forward_si
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from packload import pack_module
 
-    fi = pack_module("core.face_inpaint")
+    fi = pack_module("core.inpaint.flow")
     dtype = torch.bfloat16
     t = time.perf_counter()
     unet = random_module(UNet2DConditionModel, SDXL_UNET, dtype, 1)
@@ -273,7 +273,7 @@ def main() -> None:
                  f"({r['params'] / 1e9:.3f} B params) + the SDXL VAE, bf16, seeded random weights "
                  f"(built in {r['build_s']:.0f} s; RSS after building {r['rss_after_load_mb']:.0f} MB). "
                  "Euler loop with CFG (UNet batch 2 per step) standing in for ComfyUI's sampler; the rest is "
-                 "the node's real flow (core.face_inpaint.run: crop, InpaintModelConditioning-style double "
+                 "the node's real flow (core.inpaint.flow.run: crop, InpaintModelConditioning-style double "
                  "encode, sample, decode, stitch). Photo 1024x768, faces 110 px.", "",
                  "### End to end, reduced target sizes", "",
                  "| target | faces | steps | total s | per face s | peak RSS MB | load avg after | crop |",

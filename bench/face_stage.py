@@ -76,8 +76,8 @@ def main() -> None:
 
     from packload import pack_module
 
-    fa = pack_module("core.face_analysis")
-    fp = pack_module("core.face_parsing")
+    fa = pack_module("core.faces.analysis")
+    fp = pack_module("core.faces.parsing")
     load0 = os.getloadavg()
 
     if args.threads:

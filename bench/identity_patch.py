@@ -36,7 +36,7 @@ SDXL = {"use_checkpoint": False, "image_size": 32, "out_channels": 4, "use_spati
 
 
 class _Patcher:
-    """Just enough of a ModelPatcher for core.identity_attention.patch_model."""
+    """Just enough of a ModelPatcher for core.identity.attention.patch_model."""
 
     def __init__(self):
         self.model_options = {"transformer_options": {}}
@@ -70,9 +70,9 @@ def main() -> None:
     from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
     from packload import pack_module
 
-    attn = pack_module("core.identity_attention")
-    proj_mod = pack_module("core.identity_projection")
-    enc = pack_module("core.identity_encoding")
+    attn = pack_module("core.identity.attention")
+    proj_mod = pack_module("core.identity.projection")
+    enc = pack_module("core.identity.encoding")
     ipa = pack_module("models.ipadapter")
     from model_factory.ipadapter_models import SDXL_WIDTHS, faceid_plus_image_proj
 

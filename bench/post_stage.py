@@ -62,12 +62,12 @@ def main() -> None:
     paths = model_factory.build_all(root, "full", ids)
     build_s = time.perf_counter() - t
 
-    fs = pack_module("core.face_swap")
-    gs = pack_module("core.ghost_swap")
-    fr = pack_module("core.face_restore")
-    fa = pack_module("core.face_analysis")
-    ft = pack_module("core.face_types")
-    score = pack_module("core.identity_score")
+    fs = pack_module("core.post.swap")
+    gs = pack_module("core.post.ghost")
+    fr = pack_module("core.post.restore")
+    fa = pack_module("core.faces.analysis")
+    ft = pack_module("core.faces.types")
+    score = pack_module("core.post.identity_score")
 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:1024, 0:1024].astype(np.float32)

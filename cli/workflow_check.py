@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .workflow_format import (CONTROL_VALUES, VIRTUAL_NODES, combo_options, is_link, is_widget,
-                              ordered_inputs, types_match, widget_layout)
+from .workflow_format import (CONTROL_VALUES, VIRTUAL_NODES, combo_options, is_link, is_widget, ordered_inputs, types_match, widget_layout)
 
 #: ``accept(class_type, input_name, value, options)`` -> True to accept a combo value not in the list
 #: (model files the checker cannot see, uploaded images).

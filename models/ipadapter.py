@@ -74,7 +74,7 @@ class IPAdapter:
     def projection(self):
         """The diffusers projection module, built on first use (CPU, float32)."""
         if self._projection is None:
-            from ..core.identity_projection import build_projection
+            from ..core.identity.projection import build_projection
 
             self._projection = build_projection(self.image_proj)
         return self._projection

@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from ..core import auto_prompt
+from ..core.prompt import auto_prompt
 
 _SETTINGS = ("style_hint", "model", "temperature", "prompt_seed", "use_fallback", "timeout_s", "retries",
              "cache_on_disk")

@@ -3,15 +3,15 @@ from __future__ import annotations
 
 from ..core import comfy_adapter
 from ..core.errors import I2PError
-from ..core.face_select import GENDERS, ORDERS
-from ..core.face_types import ANALYZER_TYPE, FACES_TYPE
+from ..core.faces.select import GENDERS, ORDERS
+from ..core.faces.types import ANALYZER_TYPE, FACES_TYPE
 
 PROVIDER_CHOICES = ["auto", "CPU", "CUDA", "TensorRT", "ROCm", "DirectML", "CoreML", "OpenVINO"]
 NO_FACE_CHOICES = ["error", "pass through"]
 
 
 def _packs() -> list[str]:
-    from ..core.face_analysis import list_packs
+    from ..core.faces.analysis import list_packs
 
     try:
         return list_packs()
@@ -48,7 +48,7 @@ class I2PFaceAnalyzerLoader:
         }
 
     def load(self, pack: str, provider: str):
-        from ..core.face_analysis import load_analyzer
+        from ..core.faces.analysis import load_analyzer
         from ..models import manifest
 
         analyzer = load_analyzer(pack, provider)
@@ -105,8 +105,8 @@ class I2PDetectFaces:
         }
 
     def detect(self, analyzer, image, order, indices, gender, min_size, threshold, det_size, if_no_face):
-        from ..core.face_analysis import FaceSelectionError, draw_faces, select_faces
-        from ..core.face_types import Faces, FaceSet
+        from ..core.faces.analysis import FaceSelectionError, draw_faces, select_faces
+        from ..core.faces.types import Faces, FaceSet
         from ..core.images import from_rgb_uint8, image_input
 
         node = "I2P Detect Faces"

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..core import comfy_adapter
-from ..core.face_types import FACES_TYPE
+from ..core.faces.types import FACES_TYPE
 
 CATEGORY = "IP-to-Portrait/inpaint"
 
@@ -29,7 +29,7 @@ class I2PFaceInpaint:
 
     @classmethod
     def INPUT_TYPES(cls):
-        from ..core import inpaint_sampling as sampling
+        from ..core.inpaint import sampling
 
         return {
             "required": {
@@ -62,8 +62,9 @@ class I2PFaceInpaint:
 
     def inpaint(self, model, positive, negative, vae, image, mask, faces, seed, steps, cfg, sampler_name,
                 scheduler, denoise, target_size, context, blend, batch_count):
-        from ..core import face_inpaint, images
-        from ..core import inpaint_sampling as sampling
+        from ..core.inpaint import flow as face_inpaint
+        from ..core import images
+        from ..core.inpaint import sampling
 
         settings = face_inpaint.InpaintSettings(seed=int(seed), steps=int(steps), denoise=float(denoise),
                                                 target_size=int(target_size), context=float(context),
@@ -117,7 +118,8 @@ class I2PFacePrePaste:
         }
 
     def paste(self, image, mask, faces, source_image, source_faces, color_match, feather):
-        from ..core import images, prepaste
+        from ..core import images
+        from ..core.inpaint import prepaste
 
         node = NODE_DISPLAY_NAME_MAPPINGS["I2PFacePrePaste"]
         out, lines = prepaste.prepaste_batch(images.image_input(image, node, "image"),

@@ -5,7 +5,7 @@ import logging
 
 from ..core import comfy_adapter
 from ..core.errors import I2PError, ModelFileMissing
-from ..core.face_types import FACES_TYPE
+from ..core.faces.types import FACES_TYPE
 
 log = logging.getLogger(__name__)
 OUTPUT_CHOICES = ["combined", "per face"]
@@ -116,7 +116,7 @@ class I2PFaceParsingMask:
 
     def make_mask(self, image, faces, parsing_model, include_hair, include_neck, include_ears, include_glasses,
                   include_hat, expand, padding, blur, fill_holes, output):
-        from ..core import face_parsing as fp
+        from ..core.faces import parsing as fp
         from ..core.images import from_mask_arrays, from_rgb_uint8, image_input
 
         node = "I2P Face Parsing Mask"

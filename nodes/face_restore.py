@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..core import comfy_adapter
 from ..core.errors import I2PError
-from ..core.face_types import FACES_TYPE
+from ..core.faces.types import FACES_TYPE
 from ..models import manifest
 from .face_swap import _need, restore_model_choices
 
@@ -51,8 +51,8 @@ class I2PFaceRestore:
         }
 
     def restore(self, image, faces, restore_model, strength, which_faces, swapped_faces=None):
-        from ..core.face_restore import load_restorer, restore_faces
-        from ..core.face_types import Faces
+        from ..core.post.restore import load_restorer, restore_faces
+        from ..core.faces.types import Faces
         from ..core.images import from_mask_arrays, from_rgb_uint8, image_input
 
         chosen = faces

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..core import comfy_adapter
 from ..core.errors import I2PError, ModelFileMissing
-from ..core.face_types import ANALYZER_TYPE, FACES_TYPE  # noqa: F401 (types named in INPUT_TYPES)
+from ..core.faces.types import ANALYZER_TYPE, FACES_TYPE  # noqa: F401 (types named in INPUT_TYPES)
 from ..models import manifest
 
 NODE = "I2P Face Swap"
@@ -40,13 +40,13 @@ def _need(folder: str, name: str, input_name: str, model_id: str | None = None, 
 def load_swap_model(choice: str, provider: str):
     """(swap model, licence lines)."""
     if choice.startswith(GHOST_PREFIX):
-        from ..core.ghost_swap import load_ghost
+        from ..core.post.ghost import load_ghost
 
         name = choice[len(GHOST_PREFIX):]
         g = _need("ghost", name, "swap_model")
         arc = _need("ghost", "backbone.pth", "swap_model", "ghost-arcface")
         return load_ghost(g, arc), [manifest.license_text("ghost", name), manifest.license_text("ghost", "backbone.pth")]
-    from ..core.face_swap import InSwapper
+    from ..core.post.swap import InSwapper
 
     path = _need("insightface", choice, "swap_model")
     model = InSwapper(str(path), provider)
@@ -126,8 +126,8 @@ class I2PFaceSwap:
              nsfw_threshold):
         import numpy as np
 
-        from ..core import face_swap, nsfw_gate
-        from ..core.face_types import Faces, FaceSet
+        from ..core.post import swap as face_swap, nsfw_gate
+        from ..core.faces.types import Faces, FaceSet
         from ..core.images import from_mask_arrays, from_rgb_uint8, image_input
 
         for name, faces in (("target_faces", target_faces), ("source_faces", source_faces)):
@@ -150,7 +150,7 @@ class I2PFaceSwap:
             licences.append(manifest.license_text(nsfw_gate.FOLDER, f"{nsfw_gate.SUBDIR}/model.safetensors"))
         boost = None
         if resolution_boost != NO_BOOST:
-            from ..core.face_restore import load_restorer
+            from ..core.post.restore import load_restorer
 
             boost = load_restorer(_need("facerestore_models", resolution_boost, "resolution_boost"), NODE)
             licences.append(manifest.license_text("facerestore_models", resolution_boost))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..core import comfy_adapter
 from ..core.errors import I2PError
-from ..core.face_types import ANALYZER_TYPE, FACES_TYPE
+from ..core.faces.types import ANALYZER_TYPE, FACES_TYPE
 
 CATEGORY = "IP-to-Portrait/identity"
 ADAPTER_TYPE = "I2P_IDENTITY_ADAPTER"
@@ -131,7 +131,7 @@ class I2PApplyIdentity:
     def apply(self, model, mode, weight, v2_shortcut_weight, start_at, stop_at, average_sources, steps,
               adapter=None, clip_vision=None, image=None, faces=None, analyzer=None, identity=None,
               attn_mask=None, clip_blend=0.5):
-        from ..core.identity_apply import apply_identity
+        from ..core.identity.apply import apply_identity
         from ..core.images import image_input
 
         images = image_input(image, "I2P Apply Identity", "image") if image is not None else None
@@ -168,7 +168,7 @@ class I2PSaveIdentity:
         }
 
     def save(self, identity, name: str, folder: str, overwrite: bool):
-        from ..core.identity_encoding import save_identity
+        from ..core.identity.encoding import save_identity
 
         if identity is None:
             raise I2PError("I2P Save Face Identity", "identity", "no identity (simple mode computes none).",
@@ -210,7 +210,7 @@ class I2PLoadIdentity:
         return p.stat().st_mtime if p.exists() else float("nan")
 
     def load(self, path: str):
-        from ..core.identity_encoding import load_identity
+        from ..core.identity.encoding import load_identity
 
         p = Path(path) if Path(path).is_absolute() else _output_dir() / path
         if not p.is_file():

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..core.errors import I2PError
-from ..core.face_types import ANALYZER_TYPE, FACES_TYPE
+from ..core.faces.types import ANALYZER_TYPE, FACES_TYPE
 from ..models import manifest
 
 NODE = "I2P Identity Score"
@@ -44,8 +44,8 @@ class I2PIdentityScore:
         }
 
     def score(self, analyzer, image, faces, source_faces, source_indices, target_indices, reduce):
-        from ..core.face_swap import parse_mapping
-        from ..core.identity_score import score_pairs, summarise
+        from ..core.post.swap import parse_mapping
+        from ..core.post.identity_score import score_pairs, summarise
         from ..core.images import image_input
 
         if not hasattr(analyzer, "embed"):

@@ -34,8 +34,8 @@ import comfy.patcher_extension  # noqa: E402
 import comfy.samplers  # noqa: E402
 from packload import pack_module  # noqa: E402
 
-attn = pack_module("core.identity_attention")
-stop_at = pack_module("core.stop_at")
+attn = pack_module("core.identity.attention")
+stop_at = pack_module("core.identity.stop_at")
 
 SKIP = {"dpm_fast", "dpm_adaptive"}  # adaptive step counts: no fixed N
 # *_cfg_pp samplers make the same model calls as their base sampler but read the uncond prediction
@@ -183,7 +183,7 @@ def unet_mode():
     d = 16
     patch = attn.IdentityPatch(torch.randn(1, 4, d), torch.randn(1, 4, d), [torch.randn(c, d) for c in widths],
                                [torch.randn(c, d) for c in widths], 1.0, 0.25, 0.75,
-                               attention=pack_module("core.identity_apply").text_attention(),
+                               attention=pack_module("core.identity.apply").text_attention(),
                                info={"mode": "faceid_plus_v2", "weight": 1.0, "start_at": 0.25, "stop_at": 0.75})
     patch.trace = []
     patched, _ = attn.patch_model(mp, patch)
@@ -197,7 +197,7 @@ def unet_mode():
     # weight 0: the replace patches reproduce ComfyUI's own cross-attention exactly
     zero = attn.IdentityPatch(torch.randn(1, 4, d), torch.randn(1, 4, d), [torch.randn(c, d) for c in widths],
                               [torch.randn(c, d) for c in widths], 0.0, 0.0, 1.0,
-                              attention=pack_module("core.identity_apply").text_attention())
+                              attention=pack_module("core.identity.apply").text_attention())
     zp, _ = attn.patch_model(mp, zero)
     x, ts = torch.randn(2, 4, 16, 16), torch.tensor([500.0, 500.0])
     ctx, y = torch.randn(2, 77, 2048), torch.randn(2, 2816)
@@ -232,7 +232,7 @@ def clip_mode():
     import comfy.clip_vision
     import model_factory
 
-    enc = pack_module("core.identity_encoding")
+    enc = pack_module("core.identity.encoding")
     root = Path(os.environ.get("I2P_PROBE_MODELS") or tempfile.mkdtemp(prefix="i2p-clip-"))
     path = model_factory.build("clip-vit-h-14", root, "full")
     cv = comfy.clip_vision.load(str(path))

@@ -70,8 +70,8 @@ def main(comfy_path: str) -> dict:
     negative = [[torch.zeros(1, 77, 2048), {"pooled_output": torch.zeros(1, 1280)}]]
 
     node = pack_module("nodes.face_inpaint").I2PFaceInpaint()
-    ft = pack_module("core.face_types")
-    fi = pack_module("core.face_inpaint")
+    ft = pack_module("core.faces.types")
+    fi = pack_module("core.inpaint.flow")
     adapter = pack_module("core.comfy_adapter")
 
     rng = np.random.default_rng(0)

@@ -19,7 +19,7 @@ KEY = "AIzaFAKE-test-key-0123456789abcdefghijkl"  # shaped like a real key, so r
 
 @pytest.fixture
 def ap():
-    return pack_module("core.auto_prompt")
+    return pack_module("core.prompt.auto_prompt")
 
 
 @pytest.fixture
@@ -304,7 +304,7 @@ def test_key_never_leaves_the_request_header(server, monkeypatch, env, caplog):
     seen.append(repr(run(prompt_seed=4)))
     seen.append(str(cls.IS_CHANGED(style_hint="", model="gemini-2.5-flash", temperature=0.4, prompt_seed=0,
                                    use_fallback=True, timeout_s=30, retries=0, cache_on_disk=True)))
-    ap = pack_module("core.auto_prompt")
+    ap = pack_module("core.prompt.auto_prompt")
     seen.append(repr(list(ap.CACHE._mem.items())))
     for f in (env / "__ip_to_portrait" / "gemini_cache").glob("*"):
         seen.append(f.name + f.read_text())
@@ -356,7 +356,7 @@ def test_hair_colour_names(ap, rgb, name):
 
 
 def test_fallback_template_uses_face_attributes_and_hair_mask(env):
-    ft = pack_module("core.face_types")
+    ft = pack_module("core.faces.types")
     img = np.full((1, 80, 80, 3), 0.3, np.float32)
     img[0, :30] = np.array([220, 190, 130]) / 255.0  # blonde top band
     mask = torch.zeros(1, 40, 40)  # half resolution: resized to the image
@@ -409,7 +409,7 @@ def test_unwritable_cache_folder_costs_only_the_disk_cache(server, env):
 
 
 def test_faces_from_another_image_are_not_used_for_the_template(env):
-    ft = pack_module("core.face_types")
+    ft = pack_module("core.faces.types")
     face = ft.Face(bbox=np.array([10, 10, 70, 70], np.float32), kps=np.zeros((5, 2), np.float32), det_score=0.9,
                    gender="male", age=52)
     faces = ft.Faces(sets=[ft.FaceSet(image_size=(512, 640), faces=[face])])

@@ -18,7 +18,7 @@ INSIGHTFACE_T1 = Path(__import__("insightface").__file__).parent / "data" / "ima
 @pytest.fixture(scope="module")
 def fa(test_models):
     test_models.group("buffalo_l")
-    return pack_module("core.face_analysis")
+    return pack_module("core.faces.analysis")
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def as_image(*arrays):
 
 
 def make_face(x1, y1, x2, y2, score=0.9, gender=None, index=0):
-    ft = pack_module("core.face_types")
+    ft = pack_module("core.faces.types")
     kps = np.array([[x1, y1], [x2, y1], [(x1 + x2) / 2, (y1 + y2) / 2], [x1, y2], [x2, y2]], np.float32)
     return ft.Face(bbox=np.array([x1, y1, x2, y2], np.float32), kps=kps, det_score=score, gender=gender,
                    detection_index=index)

@@ -22,13 +22,13 @@ def masks():
 
 @pytest.fixture(scope="module")
 def fp():
-    return pack_module("core.face_parsing")
+    return pack_module("core.faces.parsing")
 
 
 @pytest.fixture(scope="module")
 def analyzer(test_models):
     test_models.group("buffalo_l")
-    return pack_module("core.face_analysis").load_analyzer("buffalo_l", "CPU")
+    return pack_module("core.faces.analysis").load_analyzer("buffalo_l", "CPU")
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def drawn_parse(crop: np.ndarray, eye_holes: bool = False) -> np.ndarray:
 
 
 def faces_of(analyzer, img, indices=""):
-    fa = pack_module("core.face_analysis")
+    fa = pack_module("core.faces.analysis")
     return fa.select_faces(analyzer.detect(img), indices=indices)
 
 
@@ -274,7 +274,7 @@ def detect(nodes, image, **kw):
     args = dict(order="largest", indices="", gender="any", min_size=0, threshold=0.5, det_size=640,
                 if_no_face="error")
     args.update(kw)
-    return nodes[1].I2PDetectFaces().detect(pack_module("core.face_analysis").load_analyzer("buffalo_l", "CPU"),
+    return nodes[1].I2PDetectFaces().detect(pack_module("core.faces.analysis").load_analyzer("buffalo_l", "CPU"),
                                             image, **args)[0]
 
 

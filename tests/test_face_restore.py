@@ -7,9 +7,9 @@ import pytest
 
 from packload import pack_module
 
-fr = pack_module("core.face_restore")
-fp = pack_module("core.face_paste")
-ft = pack_module("core.face_types")
+fr = pack_module("core.post.restore")
+fp = pack_module("core.faces.align")
+ft = pack_module("core.faces.types")
 errors = pack_module("core.errors")
 images = pack_module("core.images")
 
@@ -112,7 +112,7 @@ def test_restore_node_only_swapped_faces(test_models, restorer):
 
 
 def test_swap_resolution_boost_restores_before_pasting(test_models, restorer):
-    fs = pack_module("core.face_swap")
+    fs = pack_module("core.post.swap")
     model = fs.InSwapper(str(test_models.get("inswapper_128")), "CPU")
     img = _photo(seed=3)
     face = _face(200, 150, 120)

@@ -8,10 +8,10 @@ import pytest
 
 from packload import pack_module
 
-fs = pack_module("core.face_swap")
-fp = pack_module("core.face_paste")
+fs = pack_module("core.post.swap")
+fp = pack_module("core.faces.align")
 errors = pack_module("core.errors")
-ft = pack_module("core.face_types")
+ft = pack_module("core.faces.types")
 
 
 def _face(cx: float, cy: float, size: float, emb_seed: int | None = None) -> "ft.Face":
@@ -218,7 +218,7 @@ def test_inswapper_changes_only_the_face(test_models, model_id):
 
 
 def test_ghost_swaps_with_its_own_arcface(test_models):
-    gs = pack_module("core.ghost_swap")
+    gs = pack_module("core.post.ghost")
     model = gs.load_ghost(test_models.get("ghost-unet-2blocks"), test_models.get("ghost-arcface"))
     assert model is gs.load_ghost(test_models.get("ghost-unet-2blocks"), test_models.get("ghost-arcface"))
     src_img, img = _photo(seed=1), _photo(seed=2)
@@ -255,7 +255,7 @@ def _astronaut_faces(test_models):
     tests/model_factory/insightface_models.py), detected and embedded by the pack's analyzer."""
     from skimage import data
 
-    fa = pack_module("core.face_analysis")
+    fa = pack_module("core.faces.analysis")
     test_models.group("buffalo_l")
     analyzer = fa.load_analyzer("buffalo_l", "CPU")
     img = np.ascontiguousarray(data.astronaut())

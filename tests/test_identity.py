@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from packload import pack_module
 
 ipa = pack_module("models.ipadapter")
-attn = pack_module("core.identity_attention")
-proj_mod = pack_module("core.identity_projection")
-enc = pack_module("core.identity_encoding")
+attn = pack_module("core.identity.attention")
+proj_mod = pack_module("core.identity.projection")
+enc = pack_module("core.identity.encoding")
 errors = pack_module("core.errors")
 
 

@@ -12,10 +12,10 @@ import torch
 from packload import pack_module
 from test_identity import FakePatcher
 
-enc = pack_module("core.identity_encoding")
-apply_mod = pack_module("core.identity_apply")
+enc = pack_module("core.identity.encoding")
+apply_mod = pack_module("core.identity.apply")
 ipa = pack_module("models.ipadapter")
-ft = pack_module("core.face_types")
+ft = pack_module("core.faces.types")
 errors = pack_module("core.errors")
 nodes = pack_module("nodes.identity")
 

@@ -6,8 +6,8 @@ import pytest
 
 from packload import pack_module
 
-score = pack_module("core.identity_score")
-ft = pack_module("core.face_types")
+score = pack_module("core.post.identity_score")
+ft = pack_module("core.faces.types")
 errors = pack_module("core.errors")
 images = pack_module("core.images")
 
@@ -50,7 +50,7 @@ def test_pairs_follow_the_mapping_and_summary_reports_each_face():
 def test_node_scores_an_unchanged_photo_against_itself(test_models):
     from skimage import data
 
-    fa = pack_module("core.face_analysis")
+    fa = pack_module("core.faces.analysis")
     test_models.group("buffalo_l")
     analyzer = fa.load_analyzer("buffalo_l", "CPU")
     img = np.ascontiguousarray(data.astronaut())

@@ -35,7 +35,7 @@ def test_face_box_mask_node_reports_a_malformed_image():
     node = pack_module("nodes.face_mask").I2PFaceBoxMask()
     spec = node.INPUT_TYPES()["required"]
     kwargs = {k: v[1].get("default") for k, v in spec.items() if k not in ("image", "faces")}
-    ft = pack_module("core.face_types")
+    ft = pack_module("core.faces.types")
     faces = ft.Faces([ft.FaceSet((4, 4), [])])
     with pytest.raises(errors.I2PError, match=r"\[I2P Face Box Mask\] input 'image'"):
         getattr(node, node.FUNCTION)(image=torch.zeros(1, 4, 4, 2), faces=faces, **kwargs)

@@ -6,7 +6,7 @@ import pytest
 
 from packload import pack_module
 
-ic = pack_module("core.inpaint_crop")
+ic = pack_module("core.inpaint.crop")
 
 
 def disc(h, w, cx, cy, r):

@@ -9,8 +9,8 @@ import torch
 
 from packload import pack_module
 
-fi = pack_module("core.face_inpaint")
-ft = pack_module("core.face_types")
+fi = pack_module("core.inpaint.flow")
+ft = pack_module("core.faces.types")
 errors = pack_module("core.errors")
 
 

@@ -8,9 +8,9 @@ import torch
 from packload import load_pack, pack_module
 from test_inpaint_flow import FakeBackend, couple, face_at
 
-fi = pack_module("core.face_inpaint")
-ft = pack_module("core.face_types")
-sampling = pack_module("core.inpaint_sampling")
+fi = pack_module("core.inpaint.flow")
+ft = pack_module("core.faces.types")
+sampling = pack_module("core.inpaint.sampling")
 node_mod = pack_module("nodes.face_inpaint")
 errors = pack_module("core.errors")
 

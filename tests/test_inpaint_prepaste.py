@@ -8,9 +8,9 @@ import pytest
 
 from packload import pack_module
 
-pp = pack_module("core.prepaste")
-cm = pack_module("core.color_match")
-ft = pack_module("core.face_types")
+pp = pack_module("core.inpaint.prepaste")
+cm = pack_module("core.faces.colour")
+ft = pack_module("core.faces.types")
 
 # a frontal face's five landmarks (left eye, right eye, nose, mouth corners) in a 200 px box
 KPS = np.array([[70, 80], [130, 80], [100, 115], [78, 145], [122, 145]], np.float64)

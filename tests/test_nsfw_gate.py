@@ -9,7 +9,7 @@ import pytest
 
 from packload import pack_module
 
-gate = pack_module("core.nsfw_gate")
+gate = pack_module("core.post.nsfw_gate")
 errors = pack_module("core.errors")
 
 
@@ -76,7 +76,7 @@ def test_swap_node_gate_on_by_default_and_off_only_explicitly(test_models, tmp_p
     assert spec["content_safety"][1]["default"] == "on"
     assert spec["nsfw_threshold"][1]["default"] == pytest.approx(gate.DEFAULT_THRESHOLD)
     # no classifier installed: 'on' refuses to run, 'off' runs and says so
-    ft = pack_module("core.face_types")
+    ft = pack_module("core.faces.types")
     images = pack_module("core.images")
     test_models.get("inswapper_128")
     empty_models = tmp_path / "m"

@@ -18,8 +18,8 @@ import torch
 
 from packload import pack_module
 
-stop_at = pack_module("core.stop_at")
-attn = pack_module("core.identity_attention")
+stop_at = pack_module("core.identity.stop_at")
+attn = pack_module("core.identity.attention")
 
 
 # ---------------------------------------------------------------------------------- schedules

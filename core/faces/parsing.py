@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import masks
+from .. import masks
 
 CLASSES = ("background", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "eye_g", "l_ear", "r_ear", "ear_r",
            "nose", "mouth", "u_lip", "l_lip", "neck", "neck_l", "cloth", "hair", "hat")
@@ -149,7 +149,7 @@ _parsers_lock = threading.Lock()
 
 
 def load_parser(path: str | Path, device=None) -> FaceParser:
-    from ..models.bisenet import load_bisenet
+    from ...models.bisenet import load_bisenet
 
     path = Path(path)
     key = (str(path.resolve()), path.stat().st_mtime_ns, str(device))

@@ -26,10 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import comfy_adapter, gemini_client
-from .errors import I2PError
+from .. import comfy_adapter
+from . import gemini_client
+from ..errors import I2PError
 from .gemini_client import GeminiFailure
-from .prompt_cache import PromptCache
+from .cache import PromptCache
 
 log = logging.getLogger("ip_to_portrait.auto_prompt")
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import comfy_adapter
-from .errors import I2PError
+from .. import comfy_adapter
+from ..errors import I2PError
 
 DEFAULT_THRESHOLD = 0.80  # refuse when P(nsfw) >= this
 FOLDER = "nsfw_detector"

@@ -11,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 
-from .face_types import Face
+from ..faces.types import Face
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -49,7 +49,7 @@ class Identity:
     def require(self, name: str) -> torch.Tensor:
         value = getattr(self, name)
         if value is None:
-            from .errors import I2PError
+            from ..errors import I2PError
 
             what = {"embedding": "an ArcFace embedding (FACES from the face analyzer)",
                     "clip_hidden": "CLIP features (connect clip_vision)",
@@ -151,7 +151,7 @@ class ComfyClipEncoder(ClipEncoder):
     def encode_uncond(self):
         """Zero normalised pixels straight into the vision tower: ``encode_image`` rounds its input to
         8-bit levels, so no IMAGE normalises to exactly zero (the mean colour is off by ~0.003)."""
-        from . import comfy_adapter
+        from .. import comfy_adapter
 
         mm = comfy_adapter.comfy_module("comfy.model_management")
         model = getattr(self.cv, "model", None)

@@ -13,9 +13,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import inpaint_crop as ic
-from .errors import I2PError
-from .face_types import Faces
+from . import crop as ic
+from ..errors import I2PError
+from ..faces.types import Faces
 
 NODE = "I2P Face Inpaint"
 EMPTY_MASK = 0.5 / 255  # a mask whose maximum would round to 0 in 8 bits is empty
@@ -237,7 +237,7 @@ def identity_text(info: dict | None, steps: int) -> str | None:
     """"identity active in steps a..b of N" from the identity patch's settings on the MODEL."""
     if not info:
         return None
-    from .stop_at import describe
+    from ..identity.stop_at import describe
 
     mode = info.get("mode", "identity")
     weight = info.get("weight")

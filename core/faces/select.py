@@ -7,7 +7,7 @@ any model.
 """
 from __future__ import annotations
 
-from .face_types import Face
+from .types import Face
 
 ORDERS = ("largest", "smallest", "left-right", "right-left", "top-bottom", "bottom-top", "score")
 GENDERS = ("any", "female", "male")

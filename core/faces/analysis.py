@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import comfy_adapter
-from .errors import I2PError
-from .face_select import GENDERS, ORDERS, FaceSelectionError, select_faces  # noqa: F401 (re-exported)
-from .face_types import Face
+from .. import comfy_adapter
+from ..errors import I2PError
+from .select import GENDERS, ORDERS, FaceSelectionError, select_faces  # noqa: F401 (re-exported)
+from .types import Face
 
 NODE = "I2P Face Analyzer Loader"
 DEFAULT_PACK = "buffalo_l"

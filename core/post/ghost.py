@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import comfy_adapter, face_paste
-from .errors import I2PError
-from .face_types import Face
+from .. import comfy_adapter
+from ..faces import align as face_paste
+from ..errors import I2PError
+from ..faces.types import Face
 
 NODE = "I2P Face Swap"
 _ALIGN = 224
@@ -35,7 +36,7 @@ class GhostSwapper:
     license_folder = "ghost"
 
     def __init__(self, generator_path: Path, arcface_path: Path):
-        from ..models import ghost
+        from ...models import ghost
 
         self.path = str(generator_path)
         self.generator = comfy_adapter.ManagedModel(_load(generator_path, ghost.build_aei_net, "Ghost AEI-Net"))

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import comfy_adapter, face_paste
-from .errors import I2PError
-from .face_types import Face
+from .. import comfy_adapter
+from ..faces import align as face_paste
+from ..errors import I2PError
+from ..faces.types import Face
 
 NODE = "I2P Face Restore"
 PRECISIONS = ["auto", "fp32", "bf16"]

@@ -6,9 +6,9 @@ scheduler, LoRA and MODEL patch (the identity patch included) applies; step prev
 """
 from __future__ import annotations
 
-from . import comfy_adapter
-from .errors import I2PError
-from .face_inpaint import NODE, SamplingFns
+from .. import comfy_adapter
+from ..errors import I2PError
+from .flow import NODE, SamplingFns
 
 FALLBACK_SAMPLERS = ["euler", "euler_ancestral", "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_sde", "ddim", "uni_pc"]
 FALLBACK_SCHEDULERS = ["normal", "karras", "exponential", "sgm_uniform", "simple", "beta"]

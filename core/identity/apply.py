@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import comfy_adapter
-from .errors import I2PError
-from .identity_attention import IdentityPatch, patch_model, sdpa
-from .identity_encoding import Identity, clip_encoder, encode_identity
-from .identity_projection import project
+from .. import comfy_adapter
+from ..errors import I2PError
+from .attention import IdentityPatch, patch_model, sdpa
+from .encoding import Identity, clip_encoder, encode_identity
+from .projection import project
 from .stop_at import describe
 
 NODE = "I2P Apply Identity"
@@ -126,7 +126,7 @@ def apply_identity(model, mode: str, weight: float, start_at: float, stop_at: fl
                    analyzer=None, clip_vision=None, shortcut_weight: float = 1.0, mask=None,
                    average: bool = True, clip_blend: float = 0.5, steps: int = 20):
     """Returns (patched MODEL clone, Identity or None, report text)."""
-    from ..models.ipadapter import check_for_clip, check_for_model
+    from ...models.ipadapter import check_for_clip, check_for_model
 
     if mode not in MODES:
         raise I2PError(NODE, "mode", f"unknown mode '{mode}'.", f"pick one of {', '.join(MODES)}.")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .color_match import match_color
+from ..faces.colour import match_color
 
 
 def similarity_transform(src_kps: np.ndarray, dst_kps: np.ndarray) -> np.ndarray:
@@ -61,7 +61,7 @@ def prepaste_face(target: np.ndarray, target_kps: np.ndarray, mask: np.ndarray, 
     """Warp ``source`` so its landmarks sit on ``target_kps``, colour-match it inside ``mask``, and
     blend it in with the mask. Returns the new image (bytes outside the mask's support are the
     target's own) and the landmark fit error in pixels (mean distance after the warp)."""
-    from .inpaint_crop import mask_bbox
+    from .crop import mask_bbox
 
     matrix = similarity_transform(source_kps, target_kps)
     err = float(np.linalg.norm(apply_transform(matrix, source_kps) - np.asarray(target_kps), axis=1).mean())
@@ -98,8 +98,8 @@ def prepaste_batch(images: list[np.ndarray], masks: list[np.ndarray], faces, sou
     """Pre-paste for a batch: target face k of each image gets source face k (or the only source face
     when there is one). The mask (one for the batch or one per image) is split between the target
     faces like the inpaint node splits it."""
-    from .errors import I2PError
-    from .inpaint_crop import split_mask_by_faces
+    from ..errors import I2PError
+    from .crop import split_mask_by_faces
 
     lines: list[str] = []
     out: list[np.ndarray] = []

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import face_paste, onnx_sessions
-from .errors import I2PError
-from .face_select import FaceSelectionError, parse_indices
-from .face_types import Face
+from ..faces import align as face_paste
+from .. import onnx_sessions
+from ..errors import I2PError
+from ..faces.select import FaceSelectionError, parse_indices
+from ..faces.types import Face
 
 NODE = "I2P Face Swap"
 

@@ -30,7 +30,7 @@ def build_projection(image_proj: dict) -> torch.nn.Module:
 @torch.no_grad()
 def project(adapter, identity, shortcut_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """(cond_tokens, uncond_tokens), each (n, T, D) float32, n = identities kept in ``identity``."""
-    from ..models.ipadapter import FACEID, FACEID_PLUS, PLAIN
+    from ...models.ipadapter import FACEID, FACEID_PLUS, PLAIN
 
     proj = adapter.projection()
     if adapter.family == FACEID_PLUS:

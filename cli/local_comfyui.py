@@ -6,6 +6,7 @@ there is one), so the pack must be installed in its ``custom_nodes`` like for an
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import signal
 import socket
@@ -33,12 +34,24 @@ def comfyui_python(path: Path) -> str:
     return sys.executable
 
 
+def detect_gpu() -> str | None:
+    """A GPU ComfyUI can use, by the tools its drivers install ("nvidia (nvidia-smi)", "amd (rocm-smi)",
+    "mps (Apple silicon)"), or None. No torch import: this must answer before any ComfyUI exists."""
+    if shutil.which("nvidia-smi"):
+        return "nvidia (nvidia-smi)"
+    if shutil.which("rocm-smi"):
+        return "amd (rocm-smi)"
+    if sys.platform == "darwin" and platform.machine() == "arm64":
+        return "mps (Apple silicon)"
+    return None
+
+
 def needs_cpu_flag(extra_args: list[str]) -> bool:
     """On a Linux machine with no NVIDIA or AMD tools at all, ComfyUI must be told ``--cpu``; elsewhere
     (macOS MPS, Windows DirectML, any GPU) it picks its device itself."""
     if any(a.split("=")[0] in ("--cpu", "--directml", "--oneapi-device-selector") for a in extra_args):
         return False
-    return sys.platform.startswith("linux") and not (shutil.which("nvidia-smi") or shutil.which("rocm-smi"))
+    return sys.platform.startswith("linux") and detect_gpu() is None
 
 
 class PrivateComfyUI:

@@ -4,88 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import http.server
 import os
 import re
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
+from download_server import CUT_AT, DATA, SHA, serving
 from packload import pack_module
 
 dl = pack_module("models.download")
 manifest = pack_module("models.manifest")
 cli_main = pack_module("cli.main")
 
-DATA = bytes((i * 7919 + (i >> 8) * 31) % 251 for i in range(300_000))
-SHA = hashlib.sha256(DATA).hexdigest()
-CUT_AT = 100_000
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self):
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
-        self.cut_once: set[str] = set()
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):  # keep test output clean
-        pass
-
-    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None, send_bytes: int | None = None):
-        self.send_response(status)
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body if send_bytes is None else body[:send_bytes])
-        self.wfile.flush()
-        if send_bytes is not None:
-            self.close_connection = True
-
-    def do_GET(self):
-        rng = self.headers.get("Range")
-        self.server.requests.append((self.path, rng))
-        name = self.path.strip("/")
-        if name == "missing.bin":
-            return self._send(404, b"not found")
-        if name == "page.bin":
-            return self._send(200, b"<html>log in first</html>", {"Content-Type": "text/html; charset=utf-8"})
-        if name == "wrong.bin":
-            return self._send(200, DATA[::-1])
-        if name == "stall.bin":
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(DATA)))
-            self.end_headers()
-            self.wfile.write(DATA[:CUT_AT])
-            self.wfile.flush()
-            time.sleep(2.0)
-            self.close_connection = True
-            return None
-        if name == "cut.bin" and name not in self.server.cut_once:
-            self.server.cut_once.add(name)
-            return self._send(200, DATA, send_bytes=CUT_AT)  # promises all bytes, closes early
-        if name == "norange.bin" or rng is None:
-            return self._send(200, DATA, {"Content-Type": "application/octet-stream"})
-        start = int(rng.split("=", 1)[1].split("-", 1)[0])
-        return self._send(206, DATA[start:], {"Content-Range": f"bytes {start}-{len(DATA) - 1}/{len(DATA)}"})
-
 
 @pytest.fixture
 def server():
-    srv = _Server()
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    with serving() as srv:
+        yield srv
 
 
 @pytest.fixture(autouse=True)

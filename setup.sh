@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # One command for a fresh machine: a virtual environment in .venv with torch (only where none is
 # importable), the pack's requirements, the test tools, and the pack itself for `python -m ip_to_portrait`.
+# --standalone also installs comfy-cli (the [standalone] extra), which `portrait` uses to install a
+# private ComfyUI when it finds none.
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
@@ -17,4 +19,7 @@ if ! "$VPY" -c "import torch, torchvision" >/dev/null 2>&1; then
 fi
 "$VPY" -m pip install --progress-bar off -r requirements.txt -r requirements-test.txt
 "$VPY" -m pip install --progress-bar off --no-deps --no-build-isolation -e .
+if [ "${1:-}" = "--standalone" ]; then
+    "$VPY" -m pip install --progress-bar off --no-build-isolation -e ".[standalone]"
+fi
 "$VPY" -c "import torch, torchvision, onnxruntime, insightface; print('setup: ok, torch', torch.__version__, '| onnxruntime providers', onnxruntime.get_available_providers())"

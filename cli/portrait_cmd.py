@@ -14,7 +14,7 @@ from pathlib import Path
 from ..models import download as dl
 from ..models.workflow_models import models_for_prompt
 from .comfy_client import ComfyClient, ComfyError, ServerLost
-from .comfyui_home import ComfyUINotFound, find_comfyui, install_private
+from .comfyui_home import ComfyUINotFound, find_comfyui, install_private, link_pack, private_comfyui
 from .local_comfyui import PrivateComfyUI, detect_gpu
 from .portrait_models import ModelsNotReady, ensure_models, with_sources
 from .runner import OK, Job, run_job, write_summary
@@ -129,6 +129,8 @@ def main(args) -> int:
         if comfyui is None:
             _log("No ComfyUI found: installing a private one (once).")
             comfyui, how = install_private(gpu, log=_log), "the private ComfyUI, just installed"
+        elif comfyui == private_comfyui():
+            link_pack(comfyui, log=_log)  # ours: keep the pack linked (never done to a ComfyUI of the user's)
         _log(f"ComfyUI: {comfyui} ({how})")
         root = dl.comfyui_models_dir(comfyui)
         needed = with_sources(models_for_prompt(prompt))

@@ -63,7 +63,9 @@ def _ask(question: str) -> bool:
     try:
         answer = input()
     except EOFError:
-        return False
+        answer = ""
+    if not sys.stdin.isatty():
+        print(answer, file=sys.stderr)  # a piped answer is not echoed by the terminal
     return answer.strip().lower() in ("y", "yes")
 
 

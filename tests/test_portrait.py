@@ -101,6 +101,24 @@ def test_fresh_machine_to_a_portrait_file(env, host, capsys):
         assert s.connect_ex(("127.0.0.1", port)) != 0
 
 
+def test_a_second_run_reuses_the_private_comfyui_and_its_models(env, host, monkeypatch, capsys):
+    assert cli(*argv(env / "out1", "--yes")) == 0
+    requests = len(host.requests)
+    capsys.readouterr()
+
+    def no_question():
+        raise AssertionError("asked although every model is there")
+
+    monkeypatch.setattr("builtins.input", no_question)
+    assert cli(*argv(env / "out2")) == 0
+    err = capsys.readouterr().err
+    assert "ComfyUI: " + str(env / "home" / "ComfyUI") + " (the private ComfyUI)" in err
+    assert "all 9 file(s) that fast_swap needs are in" in err
+    assert len(json.loads((env / "home" / "comfy_cli_calls.json").read_text())) == 1  # installed once
+    assert len(host.requests) == requests  # nothing downloaded again
+    assert len(list((env / "out2").glob("*.png"))) == 1
+
+
 # ------------------------------------------------------------------------------------ failure paths
 def test_no_comfyui_and_no_installer_gives_the_manual_steps(env, monkeypatch, capsys):
     monkeypatch.setattr(home_mod, "installer_command", lambda: None)

@@ -40,6 +40,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--comfyui", type=Path, help="use this ComfyUI folder")
     p.add_argument("--comfyui-arg", action="append", default=[], metavar="ARG",
                    help="extra argument for the private ComfyUI server (repeatable)")
+    p.add_argument("--comfyui-python", help="interpreter for that ComfyUI (default: its venv, else this one)")
     p.add_argument("--yes", action="store_true", help="download missing models without asking (for scripts)")
     p.add_argument("--seed", type=int, help="seed (random when left out)")
     p.add_argument("--verbose", action="store_true", help="print ComfyUI's tracebacks of failed nodes")
@@ -88,7 +89,7 @@ def identity_score(prompt: dict, texts: dict) -> str:
 
 def _run(args, comfyui: Path, prompt: dict, workflow: str) -> int:
     job = Job(args.reference.stem, args.reference, list(args.face), args.seed)
-    with PrivateComfyUI(comfyui, extra_args=list(args.comfyui_arg), log=_log) as url:
+    with PrivateComfyUI(comfyui, args.comfyui_python, list(args.comfyui_arg), log=_log) as url:
         client = ComfyClient(url)
         known = client.object_info()
         absent = sorted({n["class_type"] for n in prompt.values()} - set(known))

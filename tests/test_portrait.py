@@ -5,6 +5,8 @@ samples. Nothing leaves the machine (conftest's network guard)."""
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import socket
 import sys
 from pathlib import Path
@@ -63,20 +65,35 @@ def argv(out: Path, *extra: str) -> list[str]:
             "--out", str(out), "--seed", "5", *extra]
 
 
+def readme_argv(out: Path) -> list[str]:
+    """The README's first command (its ``python -m ip_to_portrait`` part), paths made absolute."""
+    block = re.search(r"## A fresh machine: two commands\n\n```bash\n(.*?)\n", (PACK_ROOT / "README.md").read_text())
+    command = next(part for part in block.group(1).split("&&") if "-m ip_to_portrait" in part)
+    words = shlex.split(command)
+    words = words[words.index("ip_to_portrait") + 1:]
+    return [str(out) if w == "out/" else str(PACK_ROOT / w) if w.startswith("samples/") else w for w in words]
+
+
 def models_dir(env: Path) -> Path:
     return env / "home" / "ComfyUI" / "models"
 
 
 # --------------------------------------------------------------------------------------- happy path
-def test_fresh_machine_to_a_portrait_file(env, host, capsys):
-    """Install (double) -> link -> one resumed download among nine -> private server -> result."""
+def test_fresh_machine_to_a_portrait_file(env, host, monkeypatch, capsys):
+    """The README's first command: install (double) -> link -> nine downloads after one "y", one of
+    them cut and resumed -> private server -> result, score, licences."""
     host.sources["gfpgan-v1.4"]["url"] = url_of(host, "cut.bin")  # cut once: the downloader resumes it
     host.sources_path.write_text(json.dumps(host.sources))
     out = env / "out"
-    rc = cli(*argv(out, "--yes"))
+    words = readme_argv(out)
+    assert words == argv(out)[:-2]  # portrait --reference samples/... --face samples/... --out out/
+    questions = []
+    monkeypatch.setattr("builtins.input", lambda: questions.append(1) or "y")
+    rc = cli(*words)
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     err = captured.err
+    assert questions == [1]  # one confirmation
     assert "No GPU found" in err and "using fast_swap" in err
     [call] = json.loads((env / "home" / "comfy_cli_calls.json").read_text())
     assert call[:2] == ["--skip-prompt", f"--workspace={env / 'home' / 'ComfyUI'}"]

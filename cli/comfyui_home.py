@@ -118,13 +118,17 @@ def manual_steps(target: Path) -> str:
 
 
 def _run(cmd: list[str], what: str, log: Callable[[str], None], env: dict | None = None) -> None:
+    """Run a setup step, its output passed line by line to ``log`` (stderr): stdout stays for results."""
     log(f"{what}: {' '.join(cmd)}")
     try:
-        done = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, errors="replace")
     except OSError as exc:
         raise ComfyUINotFound(f"{what} could not start ({exc}).") from None
-    if done.returncode != 0:
-        raise ComfyUINotFound(f"{what} failed (exit code {done.returncode}); its output is above.")
+    for line in proc.stdout:
+        log("  | " + line.rstrip())
+    if proc.wait() != 0:
+        raise ComfyUINotFound(f"{what} failed (exit code {proc.returncode}); its output is above.")
 
 
 def install_private(gpu: str | None, log: Callable[[str], None] = print) -> Path:

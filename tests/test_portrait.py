@@ -109,7 +109,8 @@ def test_fresh_machine_to_a_portrait_file(env, host, monkeypatch, capsys):
     saved = Path(result["outputs"][0])
     assert saved.parent == out and Image.open(saved).format == "PNG"
     lines = captured.out.splitlines()
-    assert lines[0] == str(saved)
+    assert lines[0] == str(saved)  # stdout starts with the result (the installer's output went to stderr)
+    assert "  | ComfyUI is installed at:" in err
     assert "identity score" in captured.out and "I2PIdentityScore" in captured.out  # the node's own text
     assert "NON-COMMERCIAL use only: buffalo_l, inswapper_128.onnx" in captured.out
     assert "may NOT be used commercially" in captured.out

@@ -112,6 +112,24 @@ def user_dir() -> Path:
     return Path(comfy_path) / "user" if comfy_path else Path.cwd() / "user"
 
 
+def output_dir() -> Path:
+    """ComfyUI's output directory: ComfyUI's own, else ``$COMFYUI_PATH/output``, else ``./output``."""
+    return _comfy_dir("get_output_directory", "output")
+
+
+def input_dir() -> Path:
+    """ComfyUI's input directory: ComfyUI's own, else ``$COMFYUI_PATH/input``, else ``./input``."""
+    return _comfy_dir("get_input_directory", "input")
+
+
+def _comfy_dir(getter: str, name: str) -> Path:
+    fp = comfy_module("folder_paths")
+    if fp is not None and hasattr(fp, getter):
+        return Path(getattr(fp, getter)())
+    comfy_path = os.environ.get("COMFYUI_PATH")
+    return Path(comfy_path) / name if comfy_path else Path.cwd() / name
+
+
 def folder_dirs(folder: str) -> list[Path]:
     """Every directory searched for ``folder`` (ComfyUI may have several per name)."""
     fp = comfy_module("folder_paths")
@@ -137,7 +155,12 @@ def list_models(folder: str, extensions: Iterable[str] | None = None) -> list[st
 
 
 def find_model(folder: str, name: str) -> Path | None:
-    """Full path of ``name`` (a file or a directory such as a buffalo_l pack) inside ``folder``."""
+    """Full path of ``name`` (a file or a directory such as a buffalo_l pack) inside ``folder``; None
+    also for a name that could leave the folder (absolute, ``..``: see core/paths.py)."""
+    from .paths import name_problem
+
+    if name_problem(name):
+        return None
     for root in folder_dirs(folder):
         candidate = root / name
         if candidate.exists():

@@ -5,6 +5,13 @@ tells a user nothing, so stage code raises :class:`I2PError` naming the node, th
 """
 from __future__ import annotations
 
+import logging
+import os
+from contextlib import contextmanager
+from typing import Iterator
+
+log = logging.getLogger(__name__)
+
 
 class I2PError(ValueError):
     """A bad input or missing model, described for the person at the graph editor."""
@@ -26,9 +33,64 @@ class ModelFileMissing(I2PError):
     to download it."""
 
     def __init__(self, node: str, input_name: str | None, folder: str, filename: str, model_id: str | None = None):
-        fix = f"put '{filename}' into ComfyUI's models/{folder}/"
-        if model_id:
-            fix += f" or run: python -m ip_to_portrait models download {model_id}"
-        super().__init__(node, input_name, f"model file '{filename}' was not found in models/{folder}.", fix + ".")
+        from .paths import name_problem
+
+        problem = name_problem(filename)
+        if problem:  # a hand-edited or API-queued prompt: say why, not "not found"
+            super().__init__(node, input_name, f"'{filename}' {problem}: model files are named relative to "
+                             f"models/{folder}.", f"pick a file from the list (a name inside models/{folder}).")
+        else:
+            fix = f"put '{filename}' into ComfyUI's models/{folder}/"
+            if model_id:
+                fix += f" or run: python -m ip_to_portrait models download {model_id}"
+            super().__init__(node, input_name, f"model file '{filename}' was not found in models/{folder}.", fix + ".")
         self.folder = folder
         self.filename = filename
+
+
+class ModelFileUnreadable(I2PError):
+    """A model file (or pack folder) is there but cannot be read: an interrupted download, a damaged
+    disk, another format under a model's name. The message names the file as ComfyUI shows it and
+    how to get a good copy; the library's own text goes to the log, not to the user."""
+
+    def __init__(self, node: str, input_name: str | None, shown: str, what: str, model_id: str | None = None,
+                 size: int | None = None):
+        state = "is empty (0 bytes)" if size == 0 else "is damaged or incomplete (an interrupted download?)"
+        fix = "delete it and download it again"
+        fix += (f": python -m ip_to_portrait models download {model_id} --force (it checks the sha256)"
+                if model_id else " or copy a complete file over it")
+        super().__init__(node, input_name, f"{shown} {state}: it could not be read as {what}.", fix + ".")
+        self.shown = shown
+
+
+@contextmanager
+def model_file_errors(node: str, input_name: str | None, path: str | os.PathLike, what: str,
+                      model_id: str | None = None, folder: str | None = None) -> Iterator[None]:
+    """Turn whatever a loader (torch, safetensors, onnxruntime, spandrel, transformers) raises while
+    *reading* ``path`` into :class:`ModelFileUnreadable`. Our own errors and a user's cancel pass
+    through. Wrap only the read, not the checks that follow it: a readable file of the wrong kind is
+    a different mistake with a different fix."""
+    from . import comfy_adapter
+
+    try:
+        yield
+    except I2PError:
+        raise
+    except comfy_adapter.interrupt_exception_types():
+        raise
+    except Exception as exc:  # noqa: BLE001 - every library's "cannot parse" becomes one message
+        raise unreadable(node, input_name, path, what, exc, model_id, folder) from None
+
+
+def unreadable(node: str, input_name: str | None, path: str | os.PathLike, what: str, exc: BaseException,
+               model_id: str | None = None, folder: str | None = None) -> ModelFileUnreadable:
+    """The :class:`ModelFileUnreadable` for ``path``; the library's text ``exc`` is logged."""
+    from .paths import display
+
+    shown = display(path, folder)
+    log.warning("[%s] cannot read %s: %s: %s", node, shown, type(exc).__name__, str(exc)[:500])
+    try:
+        size = os.path.getsize(path) if os.path.isfile(path) else None
+    except OSError:
+        size = None
+    return ModelFileUnreadable(node, input_name, shown, what, model_id, size)

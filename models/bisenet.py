@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..core import comfy_adapter
-from ..core.errors import I2PError
+from ..core.errors import I2PError, model_file_errors
+from .manifest import id_for
 
 NODE = "I2P Face Parsing Mask"
 NUM_CLASSES = 19
@@ -32,13 +33,9 @@ def load_bisenet(path: str | Path, device=None) -> comfy_adapter.ManagedModel:
     import torch
     from facexlib.parsing.bisenet import BiSeNet
 
-    try:
+    with model_file_errors(NODE, "parsing_model", path, "a BiSeNet face-parsing state dict",
+                           id_for("facedetection", Path(path).name), "facedetection"):
         state = comfy_adapter.load_torch_file(path, safe_load=True)
-    except comfy_adapter.interrupt_exception_types():
-        raise
-    except Exception as exc:
-        raise I2PError(NODE, "parsing_model", f"could not read {Path(path).name}: {exc}",
-                       "re-download it: python -m ip_to_portrait models download bisenet-face-parsing.") from None
     state = _unwrap(dict(state))
     net = BiSeNet(num_class=NUM_CLASSES)
     expected = net.state_dict()

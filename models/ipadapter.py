@@ -17,7 +17,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core.errors import I2PError
+from ..core.errors import I2PError, model_file_errors
+from .manifest import id_for
 
 NODE = "I2P Identity Adapter Loader"
 
@@ -94,11 +95,9 @@ def read_state_dict(path: str | os.PathLike) -> dict:
     from ..core import comfy_adapter
 
     path = Path(path)
-    try:
+    with model_file_errors(NODE, "ipadapter_file", path, "an IP-Adapter weights file (torch zip or safetensors)",
+                           id_for("ipadapter", path.name), "ipadapter"):
         sd = comfy_adapter.load_torch_file(path, safe_load=True)
-    except Exception as exc:  # a truncated download or a pickle that is not weights-only
-        raise I2PError(NODE, "ipadapter_file", f"'{path.name}' could not be read as a weights file ({exc}).",
-                       "download it again (it may be truncated) or pick another file.") from exc
     if "image_proj" in sd and "ip_adapter" in sd and isinstance(sd["image_proj"], dict):
         return {"image_proj": dict(sd["image_proj"]), "ip_adapter": dict(sd["ip_adapter"])}
     out: dict = {"image_proj": {}, "ip_adapter": {}}
@@ -239,7 +238,9 @@ def apply_lora(model, adapter: IPAdapter, strength: float):
     comfy_sd = comfy_adapter.comfy_module("comfy.sd")
     if comfy_sd is None or not hasattr(model, "clone"):
         return model, f"LoRA {name} found but NOT applied: ComfyUI is not running (it applies LoRAs)."
-    lora = comfy_adapter.load_torch_file(path, safe_load=True)
+    with model_file_errors(NODE, "ipadapter_file", path, f"the LoRA that belongs to {adapter.name}",
+                           id_for("loras", name), "loras"):
+        lora = comfy_adapter.load_torch_file(path, safe_load=True)
     patched, _ = comfy_sd.load_lora_for_models(model, None, lora, strength, 0)
     to = dict(patched.model_options.get("transformer_options", {}))
     to[LORA_MARK] = name

@@ -17,6 +17,7 @@ MODEL_FOLDERS: dict[str, set[str]] = {
     "facedetection": {".pth", ".pt", ".safetensors"},
     "ghost": {".pth", ".pt", ".safetensors", ".onnx"},
     "nsfw_detector": {".onnx", ".safetensors", ".json", ".pth"},
+    "identities": {".safetensors"},  # I2P Save / Load Face Identity (written by the pack, not downloaded)
 }
 
 NON_COMMERCIAL_INSIGHTFACE = "InsightFace models: non-commercial research use only"
@@ -74,6 +75,12 @@ def by_filename(folder: str, filename: str) -> ModelFile | None:
         if m.folder == folder and (base == m.filename or base in m.aliases or base.split("/")[-1] == m.filename.split("/")[-1]):
             return m
     return None
+
+
+def id_for(folder: str, filename: str) -> str | None:
+    """The manifest id of a file (for "download it again" hints), or None for a file we do not list."""
+    m = by_filename(folder, filename)
+    return m.id if m else None
 
 
 def in_group(group: str) -> list[ModelFile]:

@@ -106,6 +106,7 @@ class I2PDetectFaces:
 
     def detect(self, analyzer, image, order, indices, gender, min_size, threshold, det_size, if_no_face):
         from ..core.faces.analysis import FaceSelectionError, draw_faces, select_faces
+        from ..core.faces.select import parse_indices
         from ..core.faces.types import Faces, FaceSet
         from ..core.images import from_rgb_uint8, image_input
 
@@ -114,21 +115,32 @@ class I2PDetectFaces:
             raise I2PError(node, "analyzer", "this is not a face analyzer.",
                            "connect the output of I2P Face Analyzer Loader.")
         images = image_input(image, node, "image")
+        try:
+            parse_indices(indices)
+        except FaceSelectionError as exc:
+            raise I2PError(node, "indices", f"{exc}.", "leave it empty for all faces, or write e.g. '0' or '1,0'.") from None
         sets, previews, lines = [], [], []
         with comfy_adapter.Progress(len(images), desc="I2P detect faces") as progress:
             for b, rgb in enumerate(images):
                 found = analyzer.detect(rgb, threshold=threshold, det_size=det_size)
-                try:
-                    chosen = select_faces(found, indices, order, gender, min_size)
+                try:  # no face at all (or none left after the filters) is the photo's problem, not 'indices'
+                    kept = select_faces(found, "", order, gender, min_size)
+                    chosen = select_faces(found, indices, order, gender, min_size) if kept else []
                 except FaceSelectionError as exc:
                     raise I2PError(node, "indices", f"image {b} of the batch: {exc}.",
                                    "change 'indices', 'gender' or 'min_size', or look at the preview.") from None
                 if not chosen and if_no_face == "error":
-                    why = ("no face was detected" if not found else
-                           f"{len(found)} face(s) detected but none passed gender='{gender}', min_size={min_size}")
-                    raise I2PError(node, "image", f"image {b} of the batch: {why}.",
-                                   "use a photo with a visible face, lower 'threshold', relax the filters, or "
-                                   "set if_no_face to 'pass through' to leave such images unchanged.")
+                    if not found:
+                        culprit, why, fix = "image", "no face was detected", \
+                            "use a photo with a clearly visible face or lower 'threshold'"
+                    else:
+                        big = [f for f in found if f.size >= float(min_size)]
+                        culprit = "min_size" if not big else "gender"
+                        why = (f"{len(found)} face(s) detected but none passed gender='{gender}', "
+                               f"min_size={min_size}")
+                        fix = f"relax '{culprit}' (look at the preview)"
+                    raise I2PError(node, culprit, f"image {b} of the batch: {why}.",
+                                   f"{fix}, or set if_no_face to 'pass through' to leave such images unchanged.")
                 sets.append(FaceSet(image_size=rgb.shape[:2], faces=chosen))
                 preview = draw_faces(rgb, chosen)
                 previews.append(preview)

@@ -152,7 +152,8 @@ class I2PFaceSwap:
         if resolution_boost != NO_BOOST:
             from ..core.post.restore import load_restorer
 
-            boost = load_restorer(_need("facerestore_models", resolution_boost, "resolution_boost"), NODE)
+            boost = load_restorer(_need("facerestore_models", resolution_boost, "resolution_boost"), NODE,
+                                  input_name="resolution_boost")
             licences.append(manifest.license_text("facerestore_models", resolution_boost))
         # source faces, flattened over the source batch: (image, face)
         flat = [(sources[min(i, len(sources) - 1)], f) for i, s in enumerate(source_faces.sets) for f in s.faces]

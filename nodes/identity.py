@@ -2,9 +2,6 @@
 Thin: parse widgets, call core/identity_apply.py and models/ipadapter.py, format the report."""
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
 from ..core import comfy_adapter
 from ..core.errors import I2PError
 from ..core.faces.types import ANALYZER_TYPE, FACES_TYPE
@@ -19,13 +16,6 @@ MODE_LABELS = {
     "CLIP blend (face + hair)": "clip_blend",
     "simple (no adapter)": "simple",
 }
-
-
-def _output_dir() -> Path:
-    fp = comfy_adapter.comfy_module("folder_paths")
-    if fp is not None:
-        return Path(fp.get_output_directory())
-    return Path.cwd() / "output"
 
 
 class I2PIdentityAdapterLoader:
@@ -143,52 +133,78 @@ class I2PApplyIdentity:
         return {"ui": {"text": [text]}, "result": (patched, ident, text)}
 
 
+IDENTITY_FOLDER = "identities"  # a models folder registered with ComfyUI (models/manifest.py MODEL_FOLDERS)
+IDENTITY_LABEL = f"models/{IDENTITY_FOLDER}"
+SAVE_NODE = "I2P Save Face Identity"
+LOAD_NODE = "I2P Load Face Identity"
+
+
+def _identity_file_name(name: str) -> str:
+    """What the user typed, with the one extension identities have."""
+    name = (name or "").strip()
+    if not name or name.lower().endswith(".safetensors"):
+        return name  # empty stays empty: core/paths.py refuses it with its message
+    return f"{name}.safetensors"
+
+
 class I2PSaveIdentity:
     DESCRIPTION = (
-        "Saves a computed identity (ArcFace embedding + CLIP features) to a .safetensors file, so a person's "
-        "identity is computed once and reused with I2P Load Face Identity. Written atomically."
+        "Saves a computed identity (ArcFace embedding + CLIP features) as a .safetensors file in ComfyUI's "
+        "models/identities folder, so a person's identity is computed once and reused with I2P Load Face "
+        "Identity. Written atomically. An existing file is never replaced unless 'overwrite' is on: the new "
+        "one gets the next free number (anna_00001), as ComfyUI's Save Image does."
     )
     CATEGORY = CATEGORY
     FUNCTION = "save"
     OUTPUT_NODE = True
     RETURN_TYPES = ("STRING",)
-    RETURN_NAMES = ("path",)
-    OUTPUT_TOOLTIPS = ("Full path of the written file.",)
+    RETURN_NAMES = ("identity_file",)
+    OUTPUT_TOOLTIPS = ("The saved file's name inside models/identities, as I2P Load Face Identity lists it.",)
 
     @classmethod
     def INPUT_TYPES(cls):
         return {
             "required": {
                 "identity": (IDENTITY_TYPE, {"tooltip": "From I2P Apply Identity."}),
-                "name": ("STRING", {"default": "identities/person",
-                                    "tooltip": "File name (without .safetensors), relative to ComfyUI's output folder or 'folder'."}),
-                "folder": ("STRING", {"default": "", "tooltip": "Folder to write into; empty = ComfyUI's output folder."}),
-                "overwrite": ("BOOLEAN", {"default": False, "tooltip": "Replace an existing file of that name (off: a number is appended)."}),
+                "name": ("STRING", {"default": "person",
+                                    "tooltip": "File name inside ComfyUI's models/identities (.safetensors is "
+                                               "added); sub-folders are allowed, e.g. family/anna. Absolute "
+                                               "paths and '..' are refused."}),
+                "overwrite": ("BOOLEAN", {"default": False,
+                                          "tooltip": "Replace an existing identity of that name. Off: the new "
+                                                     "one is saved as name_00001, name_00002, ..."}),
             }
         }
 
-    def save(self, identity, name: str, folder: str, overwrite: bool):
+    def save(self, identity, name: str, overwrite: bool):
         from ..core.identity.encoding import save_identity
+        from ..core.paths import inside
 
         if identity is None:
-            raise I2PError("I2P Save Face Identity", "identity", "no identity (simple mode computes none).",
+            raise I2PError(SAVE_NODE, "identity", "no identity (simple mode computes none).",
                            "use a mode with an adapter, or connect a loaded identity.")
-        name = (name or "identity").strip().replace("\\", "/")
-        if name.startswith("/") or ".." in name.split("/"):
-            raise I2PError("I2P Save Face Identity", "name", f"'{name}' leaves the target folder.",
-                           "use a plain relative name such as identities/anna.")
-        root = Path(folder) if folder.strip() else _output_dir()
-        path = root / f"{name}.safetensors"
-        if path.exists() and not overwrite:
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            path = root / f"{name}_{stamp}.safetensors"
-        save_identity(identity, path)
-        text = str(path)
-        return {"ui": {"text": [text]}, "result": (text,)}
+        root = comfy_adapter.folder_dirs(IDENTITY_FOLDER)[0]
+        target = inside(root, _identity_file_name(name), SAVE_NODE, "name", IDENTITY_LABEL)
+        written = save_identity(identity, target, overwrite)
+        rel = written.relative_to(root).as_posix()
+        text = f"saved {IDENTITY_LABEL}/{rel}"
+        return {"ui": {"text": [text]}, "result": (rel,)}
+
+
+def _find_identity(identity_file: str):
+    from ..core.paths import find_inside
+
+    path = find_inside(comfy_adapter.folder_dirs(IDENTITY_FOLDER), identity_file, LOAD_NODE, "identity_file",
+                       IDENTITY_LABEL)
+    if path is None or not path.is_file():
+        raise I2PError(LOAD_NODE, "identity_file", f"'{identity_file}' is not in {IDENTITY_LABEL}.",
+                       "save one with I2P Save Face Identity, then refresh the editor (R) so the list shows it.")
+    return path
 
 
 class I2PLoadIdentity:
-    DESCRIPTION = "Loads an identity saved by I2P Save Face Identity, for I2P Apply Identity's 'identity' input."
+    DESCRIPTION = ("Loads an identity saved by I2P Save Face Identity (a file in models/identities), for I2P "
+                   "Apply Identity's 'identity' input: no face photo, detector or CLIP needed again.")
     CATEGORY = CATEGORY
     FUNCTION = "load"
     RETURN_TYPES = (IDENTITY_TYPE, "STRING")
@@ -197,32 +213,37 @@ class I2PLoadIdentity:
 
     @classmethod
     def INPUT_TYPES(cls):
+        files = comfy_adapter.list_models(IDENTITY_FOLDER, (".safetensors",))
         return {
             "required": {
-                "path": ("STRING", {"default": "identities/person.safetensors",
-                                    "tooltip": "A file written by I2P Save Face Identity: absolute, or relative to ComfyUI's output folder."}),
+                "identity_file": (files, {"tooltip": "An identity in ComfyUI's models/identities, written by I2P "
+                                                     "Save Face Identity (refresh the editor after saving)."}),
             }
         }
 
     @classmethod
-    def IS_CHANGED(cls, path):
-        p = Path(path) if Path(path).is_absolute() else _output_dir() / path
-        return p.stat().st_mtime if p.exists() else float("nan")
+    def IS_CHANGED(cls, identity_file):
+        try:
+            return _find_identity(identity_file).stat().st_mtime
+        except (I2PError, OSError):
+            return float("nan")  # run, and let load() say what is wrong
 
-    def load(self, path: str):
+    def load(self, identity_file: str):
+        from ..core.errors import model_file_errors
         from ..core.identity.encoding import load_identity
 
-        p = Path(path) if Path(path).is_absolute() else _output_dir() / path
-        if not p.is_file():
-            raise I2PError("I2P Load Face Identity", "path", f"'{p}' does not exist.",
-                           "give the path that I2P Save Face Identity reported.")
-        try:
-            ident = load_identity(p)
-        except Exception as exc:
-            raise I2PError("I2P Load Face Identity", "path", f"'{p.name}' is not an identity file ({exc}).",
-                           "pick a file written by I2P Save Face Identity.") from exc
+        path = _find_identity(identity_file)
+        shown = f"{IDENTITY_LABEL}/{identity_file}"
+        with model_file_errors(LOAD_NODE, "identity_file", path, "an identity file (safetensors)",
+                               folder=IDENTITY_FOLDER):
+            try:
+                ident = load_identity(path)
+            except ValueError:  # readable safetensors, but not ours
+                raise I2PError(LOAD_NODE, "identity_file", f"{shown} is not an identity file (no "
+                               "IP-to-Portrait identity metadata).", "pick a file written by I2P Save Face "
+                               "Identity.") from None
         fields = [k for k in ("embedding", "clip_hidden", "clip_embeds") if getattr(ident, k) is not None]
-        text = f"{p.name}: {ident.sources} source image(s), fields {', '.join(fields)}, CLIP {ident.meta.get('clip', '-')}"
+        text = f"{identity_file}: {ident.sources} source image(s), fields {', '.join(fields)}, CLIP {ident.meta.get('clip', '-')}"
         return {"ui": {"text": [text]}, "result": (ident, text)}
 
 

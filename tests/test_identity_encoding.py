@@ -264,21 +264,6 @@ def test_loader_node_reports_lora_state(models, tmp_path):
         loader.load(base, "nope.bin", 0.6, "auto")
 
 
-def test_save_and_load_nodes(models, tmp_path):
-    ident = enc.encode_identity([astronaut()], [astronaut_face()], models["clip"], True, "face")
-    saver, loader = nodes.I2PSaveIdentity(), nodes.I2PLoadIdentity()
-    p1 = saver.save(ident, "people/anna", str(tmp_path), False)["result"][0]
-    p2 = saver.save(ident, "people/anna", str(tmp_path), False)["result"][0]
-    assert p1 != p2 and os.path.exists(p1) and os.path.exists(p2)  # no silent overwrite
-    back, text = loader.load(p1)["result"]
-    torch.testing.assert_close(back.embedding, ident.embedding)
-    assert "1 source image" in text
-    with pytest.raises(errors.I2PError, match="leaves the target folder"):
-        saver.save(ident, "../escape", str(tmp_path), False)
-    with pytest.raises(errors.I2PError, match="does not exist"):
-        loader.load(str(tmp_path / "missing.safetensors"))
-
-
 def test_identity_encoded_once_per_source(models, monkeypatch):
     """Changing weight or stop_at re-runs the node but not CLIP: the encoding is reused."""
     calls = []

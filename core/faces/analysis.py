@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import comfy_adapter
-from ..errors import I2PError
+from ..errors import I2PError, unreadable
+from ..paths import display
 from .select import GENDERS, ORDERS, FaceSelectionError, select_faces  # noqa: F401 (re-exported)
 from .types import Face
 
@@ -68,8 +69,29 @@ def _missing_pack_error(pack: str, missing: list[str] | None) -> I2PError:
                else f"{where} is missing {', '.join(files)}.")
     misplaced = comfy_adapter.find_model("insightface", pack)
     if missing is None and misplaced is not None and misplaced.is_dir():
-        problem += f" There is a folder {misplaced}: InsightFace packs belong one level deeper, in {where}."
+        problem += (f" There is a folder {display(misplaced, 'insightface')}: InsightFace packs belong one level "
+                    f"deeper, in {where}.")
     return I2PError(NODE, "pack", problem, how + ".")
+
+
+def _unreadable_pack_error(pack_dir: Path, exc: Exception) -> I2PError:
+    """InsightFace stops at the first graph it cannot open without saying which: open each one on the CPU
+    (only on this error path) to name the damaged file and its download id."""
+    import onnxruntime as ort
+
+    from ...models import manifest
+
+    bad = pack_dir
+    for path in sorted(pack_dir.glob("*.onnx")):
+        try:
+            ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception:  # noqa: BLE001 - the same failure InsightFace hit, now with a file name
+            bad = path
+            break
+    if bad == pack_dir:
+        return unreadable(NODE, "pack", pack_dir, "an InsightFace pack", exc, folder="insightface")
+    return unreadable(NODE, "pack", bad, "an ONNX graph", exc, manifest.id_for("insightface", bad.name),
+                      "insightface")
 
 
 def resolve_providers(provider: str) -> tuple[list[str], list[str]]:
@@ -125,9 +147,8 @@ class FaceAnalyzer:
                            "recognises.", "use a complete pack such as buffalo_l.") from None
         except comfy_adapter.interrupt_exception_types():
             raise
-        except Exception as exc:  # a corrupt or truncated .onnx file
-            raise I2PError(NODE, "pack", f"could not open the ONNX models of {pack}: {exc}",
-                           "re-download the pack (the download command verifies sha256).") from None
+        except Exception as exc:  # a corrupt or truncated .onnx file: name that file
+            raise _unreadable_pack_error(pack_dir, exc) from None
         self.app.prepare(ctx_id=-1 if chosen == ["CPUExecutionProvider"] else 0, det_size=(640, 640))
         models = self.app.models
         self.det = models["detection"]
@@ -156,7 +177,7 @@ class FaceAnalyzer:
         return f"{self.pack} on {', '.join(used)}"
 
     def describe(self) -> str:
-        lines = [f"InsightFace pack '{self.pack}' ({self.pack_dir})", f"provider requested: {self.requested}"]
+        lines = [f"InsightFace pack '{self.pack}' ({display(self.pack_dir, 'insightface')})", f"provider requested: {self.requested}"]
         lines += [f"  {name}: {prov}" for name, prov in sorted(self.providers.items())]
         if self.genderage is None:
             lines.append("  no gender/age model: the gender filter cannot match")

@@ -52,13 +52,21 @@ def text_attention():
 def pick_source_faces(images: list[np.ndarray], faces=None, analyzer=None) -> list:
     """One face per source image: the first selected face of FACES, or the largest the analyzer finds."""
     chosen = []
+    if faces is not None and len(faces) not in (1, len(images)):
+        raise I2PError(NODE, "faces", f"FACES holds {len(faces)} image(s) but 'image' has {len(images)}.",
+                       "detect the faces on the same source image batch that goes into 'image'.")
     for i, img in enumerate(images):
         if faces is not None:
-            fs = faces.for_image(i).faces if len(faces) in (1, len(images)) else []
-            if not fs:
-                raise I2PError(NODE, "faces", f"no face selected for source image {i + 1}.",
-                               "check the face analyzer's threshold and selection, or use another photo.")
-            chosen.append(fs[0])
+            fset = faces.for_image(i)
+            if not fset.faces:
+                raise I2PError(NODE, "image", f"no face was found (or selected) in source image {i + 1}; I2P "
+                               "Detect Faces passed it through.", "use a photo with a clearly visible face, or "
+                               "lower the detector's threshold / relax its filters.")
+            if tuple(fset.image_size) != tuple(img.shape[:2]):
+                raise I2PError(NODE, "faces", f"source image {i + 1} is {img.shape[1]}x{img.shape[0]} but its faces "
+                               f"were detected on a {fset.image_size[1]}x{fset.image_size[0]} image.",
+                               "detect the faces on the same image that goes into 'image'.")
+            chosen.append(fset.faces[0])
         elif analyzer is not None:
             found = analyzer.detect(img)
             if not found:
@@ -67,7 +75,7 @@ def pick_source_faces(images: list[np.ndarray], faces=None, analyzer=None) -> li
             chosen.append(max(found, key=lambda f: f.size))
         else:
             raise I2PError(NODE, "faces", "the mode needs the source face: connect 'faces' (from the face "
-                           "analyzer) or 'analyzer'.", "connect I2P Analyze Faces' FACES output.")
+                           "analyzer) or 'analyzer'.", "connect I2P Detect Faces' faces output, or an analyzer.")
     return chosen
 
 

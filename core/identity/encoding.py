@@ -257,27 +257,29 @@ def encode_identity(images: list[np.ndarray], faces: list, encoder: ClipEncoder 
 _FIELDS = ("embedding", "clip_hidden", "clip_uncond_hidden", "clip_embeds")
 
 
-def save_identity(identity: Identity, path: str | os.PathLike) -> Path:
-    """Write atomically (temp file in the same folder, then rename): never a half-written file."""
+def save_identity(identity: Identity, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write atomically (temp file in the same folder, then a rename): never a half-written file.
+    An existing file is replaced only with ``overwrite``; otherwise the identity goes to the first free
+    numbered name (``anna_00001.safetensors``). Returns where it went."""
     from safetensors.torch import save_file
 
+    from ..paths import publish
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: getattr(identity, k).float().contiguous().cpu() for k in _FIELDS if getattr(identity, k) is not None}
     if not tensors:
         raise ValueError("empty identity")
+    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {str(k): str(v) for k, v in identity.meta.items()}
     meta.update(format=FORMAT, sources=str(identity.sources))
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=str(path.parent))
+    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=str(path.parent))
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    except BaseException:
+        return publish(tmp, path, overwrite)
+    finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise
-    return path
 
 
 def load_identity(path: str | os.PathLike) -> Identity:

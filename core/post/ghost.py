@@ -13,7 +13,8 @@ import numpy as np
 
 from .. import comfy_adapter
 from ..faces import align as face_paste
-from ..errors import I2PError
+from ..errors import I2PError, model_file_errors
+from ..paths import display
 from ..faces.types import Face
 
 NODE = "I2P Face Swap"
@@ -23,11 +24,15 @@ _lock = threading.Lock()
 
 
 def _load(path: Path, builder, what: str):
-    try:
+    """Read (a damaged file is one error), then build (a readable file of another kind is another)."""
+    from ...models.manifest import id_for
+
+    with model_file_errors(NODE, "swap_model", path, f"a {what} state dict", id_for("ghost", path.name), "ghost"):
         sd = comfy_adapter.load_torch_file(path, safe_load=True)
+    try:
         return builder(sd)
     except (ValueError, RuntimeError, KeyError) as exc:
-        raise I2PError(NODE, "swap_model", f"{path.name} is not a {what} file ({str(exc)[:200]}).",
+        raise I2PError(NODE, "swap_model", f"{display(path, 'ghost')} is not a {what} file ({str(exc)[:200]}).",
                        "use the published G_unet_2blocks.pth and backbone.pth of ai-forever/ghost.") from None
 
 

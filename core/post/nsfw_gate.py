@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import comfy_adapter
-from ..errors import I2PError
+from ..errors import I2PError, model_file_errors
 
 DEFAULT_THRESHOLD = 0.80  # refuse when P(nsfw) >= this
 FOLDER = "nsfw_detector"
@@ -28,14 +28,19 @@ _lock = threading.Lock()
 
 
 class NsfwClassifier:
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, node: str):
         from transformers import ViTForImageClassification
 
-        model = ViTForImageClassification.from_pretrained(str(folder), local_files_only=True)
+        with model_file_errors(node, "content_safety", folder, "a ViT image classifier (config.json and "
+                               "model.safetensors)", "nsfw-vit nsfw-vit-config", FOLDER):
+            model = ViTForImageClassification.from_pretrained(str(folder), local_files_only=True)
         labels = {int(k): str(v).lower() for k, v in model.config.id2label.items()}
         hits = [i for i, name in labels.items() if "nsfw" in name or "porn" in name or "explicit" in name]
         if not hits:
-            raise ValueError(f"no 'nsfw' label among {sorted(labels.values())}")
+            raise I2PError(node, "content_safety", f"the classifier in models/{FOLDER}/{SUBDIR} has no 'nsfw' "
+                           f"label (labels: {', '.join(sorted(labels.values()))}).",
+                           "download the intended one: python -m ip_to_portrait models download nsfw-vit "
+                           "nsfw-vit-config --force.")
         self.nsfw_index = hits[0]
         self.image_size = int(model.config.image_size)
         self.managed = comfy_adapter.ManagedModel(model.eval())
@@ -72,12 +77,7 @@ def load_classifier(node: str) -> NsfwClassifier:
     key = (str(folder.resolve()), (folder / "model.safetensors").stat().st_mtime_ns)
     with _lock:
         if key not in _cache:
-            try:
-                _cache[key] = NsfwClassifier(folder)
-            except (OSError, ValueError, KeyError) as exc:
-                raise I2PError(node, "content_safety", f"the content-safety model in {folder} cannot be read "
-                               f"({str(exc)[:160]}).", "download it again: python -m ip_to_portrait models "
-                               "download nsfw-vit nsfw-vit-config.") from None
+            _cache[key] = NsfwClassifier(folder, node)
         return _cache[key]
 
 

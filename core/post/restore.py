@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import comfy_adapter
 from ..faces import align as face_paste
-from ..errors import I2PError
+from ..errors import I2PError, model_file_errors
 from ..faces.types import Face
 
 NODE = "I2P Face Restore"
@@ -44,21 +44,27 @@ class Restorer:
 
     size = 512
 
-    def __init__(self, path: Path, node: str = NODE, precision: str = "auto"):
+    def __init__(self, path: Path, node: str = NODE, precision: str = "auto", input_name: str = "restore_model"):
         import spandrel
         import torch
 
+        from ...models.manifest import id_for
+
         self.path = Path(path)
+        loader = spandrel.ModelLoader()
+        with model_file_errors(node, input_name, path, "a face-restoration model (torch zip or safetensors)",
+                               id_for("facerestore_models", self.path.name), "facerestore_models"):
+            state = loader.load_state_dict_from_file(str(path))
         try:
-            descriptor = spandrel.ModelLoader().load_from_file(str(path))
-        except Exception as exc:  # spandrel raises several types for unknown files
+            descriptor = loader.load_from_state_dict(state)
+        except Exception as exc:  # spandrel raises several types for unknown architectures
             if isinstance(exc, comfy_adapter.interrupt_exception_types()):
                 raise
-            raise I2PError(node, "restore_model", f"{self.path.name} is not a model spandrel can load "
-                           f"({type(exc).__name__}: {str(exc)[:160]}).",
+            raise I2PError(node, input_name, f"{self.path.name} is readable but no model spandrel knows "
+                           f"({type(exc).__name__}).",
                            "use GFPGANv1.4.pth (or another face-restoration model) from models/facerestore_models.") from None
         if getattr(descriptor, "purpose", "") != "FaceSR":
-            raise I2PError(node, "restore_model", f"{self.path.name} is a {descriptor.architecture.name} "
+            raise I2PError(node, input_name, f"{self.path.name} is a {descriptor.architecture.name} "
                            f"model ({descriptor.purpose}), not a face-restoration model.",
                            "pick GFPGAN v1.4, RestoreFormer or CodeFormer.")
         self.arch = descriptor.architecture.name
@@ -91,14 +97,15 @@ class Restorer:
         return f"{self.arch} ({self.path.name}) on {self.managed.load_device}, {precision}"
 
 
-def load_restorer(path: Path, node: str = NODE, precision: str = "auto") -> Restorer:
+def load_restorer(path: Path, node: str = NODE, precision: str = "auto", input_name: str = "restore_model") -> Restorer:
+    """A cached restorer; ``node``/``input_name`` name the widget that picked the file in errors."""
     if precision not in PRECISIONS:
         raise I2PError(node, "precision", f"unknown precision '{precision}'.", f"use one of {PRECISIONS}.")
     p = Path(path)
     key = (str(p.resolve()), p.stat().st_mtime_ns, precision)
     with _lock:
         if key not in _cache:
-            _cache[key] = Restorer(p, node, precision)
+            _cache[key] = Restorer(p, node, precision, input_name)
         return _cache[key]
 
 

@@ -9,12 +9,15 @@ feathered mask limited to the face, so pixels outside it keep their exact values
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from ..faces import align as face_paste
 from .. import onnx_sessions
-from ..errors import I2PError
+from ..errors import I2PError, model_file_errors
+from ..paths import display
+from ...models import manifest
 from ..faces.select import FaceSelectionError, parse_indices
 from ..faces.types import Face
 
@@ -45,19 +48,27 @@ def parse_mapping(source: str, target: str, n_source: int, n_target: int, node: 
                        "check the target photo or lower the detection threshold of the face detector.")
     src = _parse_indices(source, "source_indices", node)
     tgt = _parse_indices(target, "target_indices", node)
+    implied = None  # an empty list takes its length from the other one: that one is to blame
     if src is None and tgt is None:
         n = min(n_source, n_target)
         src, tgt = list(range(n)), list(range(n))
     elif src is None:
-        src = list(range(len(tgt)))
+        src, implied = list(range(len(tgt))), "target_indices"
     elif tgt is None:
-        tgt = list(range(len(src)))
+        tgt, implied = list(range(len(src))), "source_indices"
     if len(src) != len(tgt):
         raise I2PError(node, "target_indices",
                        f"{len(src)} source indices ({source!r}) but {len(tgt)} target indices ({target!r}).",
                        "give one target index for each source index, e.g. source '0,1' -> target '1,0'.")
-    for name, idx, n in (("source_indices", src, n_source), ("target_indices", tgt, n_target)):
+    for name, other, idx, n in (("source_indices", "target_indices", src, n_source),
+                                ("target_indices", "source_indices", tgt, n_target)):
         bad = [i for i in idx if i < 0 or i >= n]
+        if bad and implied == other:
+            given = target if other == "target_indices" else source
+            side = "source" if name == "source_indices" else "target"
+            raise I2PError(node, other, f"{other} {given!r} lists {len(idx)} face(s), so with {name} empty "
+                           f"{len(idx)} {side} faces are used (0..{len(idx) - 1}), but only {n} {side} face(s) "
+                           "were selected.", f"list fewer faces in {other}, or give {name} explicitly.")
         if bad:
             raise I2PError(node, name, f"face index {bad[0]} is out of range: only {n} face(s) "
                            f"(indices 0..{n - 1}) were selected.",
@@ -79,10 +90,12 @@ class InSwapper:
         from insightface.model_zoo import model_zoo
 
         def factory(p, providers):
-            model = model_zoo.get_model(p, providers=providers)
+            with model_file_errors(NODE, "swap_model", p, "an ONNX graph",
+                                   manifest.id_for("insightface", Path(p).name), "insightface"):
+                model = model_zoo.get_model(p, providers=providers)
             if model is None or type(model).__name__ != "INSwapper":
-                raise I2PError(NODE, "swap_model", f"{p} is not an inswapper graph (two inputs at 128x128).",
-                               "pick inswapper_128.onnx or inswapper_128.fp16.onnx.")
+                raise I2PError(NODE, "swap_model", f"{display(p, 'insightface')} is not an inswapper graph "
+                               "(two inputs at 128x128).", "pick inswapper_128.onnx or inswapper_128.fp16.onnx.")
             return model
 
         self.path = path

@@ -54,11 +54,17 @@ class ModelFileUnreadable(I2PError):
     how to get a good copy; the library's own text goes to the log, not to the user."""
 
     def __init__(self, node: str, input_name: str | None, shown: str, what: str, model_id: str | None = None,
-                 size: int | None = None):
-        state = "is empty (0 bytes)" if size == 0 else "is damaged or incomplete (an interrupted download?)"
-        fix = "delete it and download it again"
-        fix += (f": python -m ip_to_portrait models download {model_id} --force (it checks the sha256)"
-                if model_id else " or copy a complete file over it")
+                 size: int | None = None, unsafe_pickle: bool = False):
+        if unsafe_pickle:  # a whole file, but torch's weights-only loader refuses the code objects in it
+            state = "holds Python objects besides tensors, which are not loaded (they could run code)"
+            fix = "use the weights-only file its publisher provides (.safetensors where there is one)"
+        else:
+            state = "is empty (0 bytes)" if size == 0 else "is damaged or incomplete (an interrupted download?)"
+            fix = "delete it and download it again"
+        if model_id:
+            fix += f": python -m ip_to_portrait models download {model_id} --force (it checks the sha256)"
+        elif not unsafe_pickle:
+            fix += " or copy a complete file over it"
         super().__init__(node, input_name, f"{shown} {state}: it could not be read as {what}.", fix + ".")
         self.shown = shown
 
@@ -93,4 +99,10 @@ def unreadable(node: str, input_name: str | None, path: str | os.PathLike, what:
         size = os.path.getsize(path) if os.path.isfile(path) else None
     except OSError:
         size = None
-    return ModelFileUnreadable(node, input_name, shown, what, model_id, size)
+    unsafe = False
+    if "weights only load failed" in str(exc).lower() and size:
+        import zipfile
+
+        with open(path, "rb") as f:  # a complete torch zip, refused for its contents, not for damage
+            unsafe = f.read(4) == b"PK\x03\x04" and zipfile.is_zipfile(path)
+    return ModelFileUnreadable(node, input_name, shown, what, model_id, size, unsafe)

@@ -61,8 +61,8 @@ class ModelFileUnreadable(I2PError):
         else:
             state = "is empty (0 bytes)" if size == 0 else "is damaged or incomplete (an interrupted download?)"
             fix = "delete it and download it again"
-        if model_id:
-            fix += f": python -m ip_to_portrait models download {model_id} --force (it checks the sha256)"
+        if model_id:  # after the delete, the command installs it like a missing file (with its checks)
+            fix += f", e.g. with: python -m ip_to_portrait models download {model_id}"
         elif not unsafe_pickle:
             fix += " or copy a complete file over it"
         super().__init__(node, input_name, f"{shown} {state}: it could not be read as {what}.", fix + ".")

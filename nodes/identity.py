@@ -180,8 +180,9 @@ class I2PSaveIdentity:
         from ..core.identity.encoding import save_identity
         from ..core.paths import inside
 
-        if identity is None:
-            raise I2PError(SAVE_NODE, "identity", "no identity (simple mode computes none).",
+        if identity is None or all(getattr(identity, k, None) is None for k in ("embedding", "clip_hidden",
+                                                                                 "clip_embeds")):
+            raise I2PError(SAVE_NODE, "identity", "no identity to save (simple mode computes none).",
                            "use a mode with an adapter, or connect a loaded identity.")
         root = comfy_adapter.folder_dirs(IDENTITY_FOLDER)[0]
         target = inside(root, _identity_file_name(name), SAVE_NODE, "name", IDENTITY_LABEL)

@@ -62,7 +62,7 @@ def assert_cause(exc: BaseException, node: str, input_name: str, shown: str, mod
     assert isinstance(exc, errors.ModelFileUnreadable), msg
     assert msg.startswith(f"[{node}] input '{input_name}': {shown} {state}"), msg
     if model_id:
-        assert f"python -m ip_to_portrait models download {model_id} --force" in msg, msg
+        assert "delete it" in msg and f"python -m ip_to_portrait models download {model_id}." in msg, msg
     assert "Fix:" in msg and str(tmp) not in msg, msg
     assert not [w for w in RAW if w in msg], msg
 

@@ -258,3 +258,19 @@ def test_no_node_takes_a_free_path_string():
                 if value[0] == "STRING" and any(s in input_name.lower() for s in suspicious):
                     found.add((node_id, input_name))
     assert found == allowed
+
+
+def test_save_refuses_an_empty_identity(models_dir):
+    for empty in (None, enc.Identity()):
+        with pytest.raises(errors.I2PError) as info:
+            nodes.I2PSaveIdentity().save(empty, "anna", False)
+        refused(info, SAVE, "identity", "no identity to save")
+
+
+def test_auto_prompt_key_file_is_shown_folder_relative(tmp_path, monkeypatch):
+    ap = pack_module("core.prompt.auto_prompt")
+    for var in ap.KEY_ENV_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("I2P_USER_DIR", str(tmp_path / "user"))
+    key, where = ap.find_api_key()
+    assert key is None and "user/__ip_to_portrait/gemini.json does not exist" in where and str(tmp_path) not in where

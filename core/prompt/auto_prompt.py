@@ -29,6 +29,7 @@ import numpy as np
 from .. import comfy_adapter
 from . import gemini_client
 from ..errors import I2PError
+from ..paths import display
 from .gemini_client import GeminiFailure
 from .cache import PromptCache
 
@@ -262,16 +263,17 @@ def find_api_key() -> tuple[str | None, str]:
         if value:
             return value, f"${var}"
     path = key_file()
+    shown = display(path)  # 'user/__ip_to_portrait/gemini.json': no server path in node texts
     if not path.is_file():
-        return None, f"no Gemini API key: neither {' nor '.join('$' + v for v in KEY_ENV_VARS)} is set and {path} does not exist."
+        return None, f"no Gemini API key: neither {' nor '.join('$' + v for v in KEY_ENV_VARS)} is set and {shown} does not exist."
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, UnicodeDecodeError):
-        return None, f"{path} is not readable JSON."  # the parser's message may quote the file: not shown
+        return None, f"{shown} is not readable JSON."  # the parser's message may quote the file: not shown
     value = data.get("api_key") if isinstance(data, dict) else None
     if not isinstance(value, str) or not value.strip():
-        return None, f'{path} has no "api_key" entry.'
-    return value.strip(), str(path)
+        return None, f'{shown} has no "api_key" entry.'
+    return value.strip(), shown
 
 
 # ------------------------------------------------------------------------------------------- cache
@@ -377,7 +379,7 @@ def generate_prompt(face_image: np.ndarray, settings: Settings, *, reference_ima
     except GeminiFailure as failure:
         _fallbacks += 1
         message = gemini_client.redact(failure.message, api_key)
-        fix = _FIXES.get(failure.kind, _FIXES["unexpected"]) % {"key_file": key_file()}
+        fix = _FIXES.get(failure.kind, _FIXES["unexpected"]) % {"key_file": display(key_file())}
         if not use_fallback:
             log.warning("auto prompt: Gemini failed (%s): %s", failure.kind, message)
             raise I2PError(node, _INPUTS.get(failure.kind), f"Gemini failed: {message}", fix) from None

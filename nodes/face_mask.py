@@ -30,14 +30,15 @@ def _parsing_models() -> list[str]:
     return [PARSING_DEFAULT] + [n for n in names if n != PARSING_DEFAULT]
 
 
-def faces_for_image(faces, index: int, shape: tuple[int, int], node: str) -> list:
-    """The selected faces of batch image ``index``, scaled if FACES came from a resized copy of it."""
+def faces_for_image(faces, index: int, shape: tuple[int, int], node: str, input_name: str = "faces") -> list:
+    """The selected faces of batch image ``index``, scaled if FACES came from a resized copy of it;
+    I2PError on ``input_name`` when FACES belongs to another batch or picture."""
     from dataclasses import replace
 
     import numpy as np
 
     if len(faces) != 1 and index >= len(faces):
-        raise I2PError(node, "faces", f"FACES holds {len(faces)} image(s) but the IMAGE batch is larger.",
+        raise I2PError(node, input_name, f"FACES holds {len(faces)} image(s) but the IMAGE batch is larger.",
                        "detect faces on the same IMAGE batch you connect here.")
     fs = faces.for_image(index)
     fh, fw = fs.image_size
@@ -45,7 +46,7 @@ def faces_for_image(faces, index: int, shape: tuple[int, int], node: str) -> lis
     if (fh, fw) == (h, w):
         return list(fs.faces)
     if fh <= 0 or fw <= 0 or abs(fw / fh - w / h) > 0.01 * (w / h):
-        raise I2PError(node, "faces", f"image {index}: faces were detected on a {fw}x{fh} image but this one is "
+        raise I2PError(node, input_name, f"image {index}: faces were detected on a {fw}x{fh} image but this one is "
                        f"{w}x{h}.", "detect faces on the same image (or a resized copy of it).")
     sx, sy = w / fw, h / fh
     scale = np.array([sx, sy], np.float32)

@@ -5,6 +5,7 @@ from ..core import comfy_adapter
 from ..core.errors import I2PError
 from ..core.faces.types import FACES_TYPE
 from ..models import manifest
+from .face_mask import faces_for_image
 from .face_swap import _need, restore_model_choices
 
 NODE = "I2P Face Restore"
@@ -72,10 +73,11 @@ class I2PFaceRestore:
             restorer = load_restorer(_need("facerestore_models", restore_model, "restore_model", node=NODE), NODE)
             lines.append(restorer.describe())
         outs, masks = [], []
-        total = sum(len(chosen.for_image(b).faces) for b in range(len(images)))
+        which = "swapped_faces" if chosen is swapped_faces else "faces"
+        per_image = [faces_for_image(chosen, b, rgb.shape[:2], NODE, which) for b, rgb in enumerate(images)]
+        total = sum(len(fs) for fs in per_image)
         with comfy_adapter.Progress(max(total, 1), desc="I2P face restore") as progress:
-            for b, rgb in enumerate(images):
-                fs = chosen.for_image(b).faces
+            for b, (rgb, fs) in enumerate(zip(images, per_image)):
                 if restorer is None:
                     import numpy as np
 

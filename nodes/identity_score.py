@@ -4,6 +4,7 @@ from __future__ import annotations
 from ..core.errors import I2PError
 from ..core.faces.types import ANALYZER_TYPE, FACES_TYPE
 from ..models import manifest
+from .face_mask import faces_for_image
 
 NODE = "I2P Identity Score"
 
@@ -57,7 +58,7 @@ class I2PIdentityScore:
                            "detect them with an analyzer that has a recognition model.")
         all_scores, lines = [], []
         for b, rgb in enumerate(images):
-            result_faces = faces.for_image(b).faces
+            result_faces = faces_for_image(faces, b, rgb.shape[:2], NODE)
             if not result_faces:
                 lines.append(f"image {b}: no face to score")
                 continue

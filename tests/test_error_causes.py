@@ -256,3 +256,31 @@ def test_a_whole_file_with_pickled_code_is_not_called_damaged(tree, tmp_path):
     assert msg.startswith("[I2P Identity Adapter Loader] input 'ipadapter_file': models/ipadapter/custom.bin "
                           "holds Python objects besides tensors"), msg
     assert "damaged" not in msg and str(tmp_path) not in msg and not [w for w in RAW if w in msg]
+
+
+def test_faces_of_another_batch_name_the_faces_input_not_an_index_error():
+    """Restore and Score read FACES per image: a FACES value from a smaller batch or another picture
+    size is the 'faces' input's fault (before: a raw IndexError, or a paste at the wrong place)."""
+    ft = pack_module("core.faces.types")
+    face = ft.Face(bbox=np.array([10, 10, 60, 60], np.float32), kps=np.zeros((5, 2), np.float32) + 30,
+                   det_score=0.9, embedding=np.ones(512, np.float32) / 512 ** 0.5)
+    two = ft.Faces([ft.FaceSet((64, 64), [face]), ft.FaceSet((64, 64), [face])])
+    other_size = ft.Faces([ft.FaceSet((64, 128), [face])])
+    images = torch.zeros(3, 64, 64, 3)
+    restore = pack_module("nodes.face_restore").I2PFaceRestore()
+    score = pack_module("nodes.identity_score").I2PIdentityScore()
+
+    class Analyzer:
+        def embed(self, image, f):
+            return np.ones(512, np.float32) / 512 ** 0.5
+
+    for faces, words in ((two, "FACES holds 2 image(s)"), (other_size, "detected on a 128x64 image")):
+        with pytest.raises(errors.I2PError) as info:
+            restore.restore(images, faces, "GFPGANv1.4.pth", 0.0, "all selected faces")
+        assert str(info.value).startswith("[I2P Face Restore] input 'faces'") and words in str(info.value)
+        with pytest.raises(errors.I2PError) as info:
+            restore.restore(images, faces, "GFPGANv1.4.pth", 0.0, "only swapped faces", swapped_faces=faces)
+        assert str(info.value).startswith("[I2P Face Restore] input 'swapped_faces'")
+        with pytest.raises(errors.I2PError) as info:
+            score.score(Analyzer(), images, faces, two, "", "", "mean")
+        assert str(info.value).startswith("[I2P Identity Score] input 'faces'") and words in str(info.value)

@@ -32,12 +32,22 @@ def test_identity_files_inside_real_comfyui_folders(tmp_path):
     assert r["refused"] == {
         "/etc/passwd": "is an absolute path", "../../user/comfy.settings": "contains '..'",
         "out/anna": "through a symbolic link", "custom": "inside ComfyUI's custom_nodes"}
-    assert str(tmp_path) not in json.dumps([r["saved"], r["loaded"], r["refused_messages"]])
+    assert str(tmp_path) not in json.dumps([r["saved"], r["loaded"], r["refused_messages"], r["damaged"]])
+    node = "[I2P Identity Adapter Loader] input 'ipadapter_file': "
+    for model_id, shown in (("faceid-plusv2-sdxl", "models/ipadapter/ip-adapter-faceid-plusv2_sdxl.bin"),
+                            ("ip-adapter-sdxl-vit-h", "models/ipadapter/ip-adapter_sdxl_vit-h.safetensors"),
+                            ("faceid-plusv2-sdxl-lora", "models/loras/ip-adapter-faceid-plusv2_sdxl_lora.safetensors")):
+        msg = r["damaged"][model_id]
+        assert msg.startswith(f"{node}{shown} is damaged or incomplete"), msg
+        assert f"models download {model_id}." in msg and "File path" not in msg and "safetensors file is" not in msg
 
 
 def _probe(tmp: Path) -> dict:
     sys.path.insert(0, os.environ["COMFYUI_PATH"])
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import comfy.cli_args
+
+    comfy.cli_args.args.cpu = True  # comfy.model_management (the interrupt types) must not look for CUDA
     import folder_paths
 
     (tmp / "ids").mkdir()
@@ -82,5 +92,43 @@ def _probe(tmp: Path) -> dict:
             "display_model": paths.display(tmp / "ids" / "anna.safetensors", "identities")}
 
 
+def _damaged(tmp: Path) -> dict:
+    """Damaged weights read through ComfyUI's own comfy.utils.load_torch_file (its error texts differ
+    from plain torch/safetensors): still one ModelFileUnreadable naming node, input and file."""
+    import folder_paths
+    import model_factory
+    from packload import pack_module
+
+    errors = pack_module("core.errors")
+    ipa = pack_module("models.ipadapter")
+    good = tmp / "good"
+    for name in ("ipadapter", "loras"):
+        folder_paths.add_model_folder_path(name, str(tmp / "bad" / name), is_default=True)
+    out = {}
+    for model_id in ("faceid-plusv2-sdxl", "ip-adapter-sdxl-vit-h", "faceid-plusv2-sdxl-lora"):
+        src = model_factory.build(model_id, good, "tiny")
+        rel = src.relative_to(good)
+        dest = tmp / "bad" / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(src.read_bytes()[: src.stat().st_size * 2 // 5])
+        try:
+            if rel.parts[0] == "loras":
+                class Model:  # the parts of a ModelPatcher apply_lora reads before ComfyUI's LoRA loader
+                    model_options: dict = {}
+
+                    def clone(self):
+                        return self
+
+                ipa.apply_lora(Model(), ipa.load_ipadapter(good / "ipadapter" / "ip-adapter-faceid-plusv2_sdxl.bin"), 0.6)
+            else:
+                ipa.load_ipadapter(dest)
+            out[model_id] = "loaded?!"
+        except errors.ModelFileUnreadable as exc:
+            out[model_id] = str(exc)
+    return out
+
+
 if __name__ == "__main__":
-    print("RESULT " + json.dumps(_probe(Path(sys.argv[1]))))
+    result = _probe(Path(sys.argv[1]))
+    result["damaged"] = _damaged(Path(sys.argv[1]))
+    print("RESULT " + json.dumps(result))

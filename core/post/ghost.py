@@ -31,8 +31,9 @@ def _load(path: Path, builder, what: str):
         sd = comfy_adapter.load_torch_file(path, safe_load=True)
     try:
         return builder(sd)
-    except (ValueError, RuntimeError, KeyError) as exc:
-        raise I2PError(NODE, "swap_model", f"{display(path, 'ghost')} is not a {what} file ({str(exc)[:200]}).",
+    except (ValueError, RuntimeError, KeyError) as exc:  # ValueError: our own words; others: torch's shapes
+        why = str(exc)[:200] if isinstance(exc, ValueError) else "its tensors do not fit the architecture"
+        raise I2PError(NODE, "swap_model", f"{display(path, 'ghost')} is not a {what} file ({why}).",
                        "use the published G_unet_2blocks.pth and backbone.pth of ai-forever/ghost.") from None
 
 

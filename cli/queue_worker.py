@@ -148,13 +148,9 @@ def execute(task, spec: dict, client: ComfyClient, store: Store, watch: ServerWa
     done = store.result(batch, name)
     if done is not None:  # handed out again after it finished: nothing to do
         return done
-    if not client.alive():
-        watch.down()
-        publish(task.app, spec)  # not an attempt: it never started here
-        return {"job": name, "status": "requeued", "message": f"{client.url} is not answering"}
-    spec = {**spec, "attempts": spec.get("attempts", 0) + 1, "tried": [*spec.get("tried", []), client.url]}
+    attempt = spec.get("attempts", 0) + 1
     started = time.time()
-    store.set_state(batch, name, f"running on {client.url} (attempt {spec['attempts']})")
+    store.set_state(batch, name, f"running on {client.url} (attempt {attempt})")
     tag = (task.request.properties or {}).get("delivery_tag")
     with tempfile.TemporaryDirectory(prefix="i2p-job-") as tmp:
         inputs = Path(tmp) / "in"
@@ -170,9 +166,16 @@ def execute(task, spec: dict, client: ComfyClient, store: Store, watch: ServerWa
         job = Job(name, local(spec["reference"], 0), [local(f, i + 1) for i, f in enumerate(spec["faces"])],
                   spec.get("seed"))
         workflow = json.loads(store.blob(spec["workflow"]))
+        submitted: list[str] = []
         with Heartbeat(store, tag, max(1.0, visibility / 4)):
             result = run_job(client, workflow, job, Path(tmp) / "out", progress=False,
-                             log=lambda m: log.info("%s", m))
+                             log=lambda m: log.info("%s", m), on_submitted=submitted.append)
+        if result.status == LOST and not submitted:  # never reached the server: not an attempt
+            watch.down()
+            store.set_state(batch, name, None)
+            publish(task.app, spec)
+            return {"job": name, "status": "requeued", "message": result.message}
+        spec = {**spec, "attempts": attempt, "tried": [*spec.get("tried", []), client.url]}
         if result.status == LOST:
             watch.down()
             if spec["attempts"] <= spec.get("retries", 2):

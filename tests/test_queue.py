@@ -214,6 +214,22 @@ def test_job_lost_on_every_server_fails_with_the_reason(cluster, redis_server, t
     assert all(f.url in result.message for f in cluster.fakes)  # both servers were tried
 
 
+def test_worker_takes_jobs_again_when_its_server_comes_back(cluster, redis_server, tmp_path):
+    first, worker = cluster.add()
+    cluster.start()
+    port = int(first.url.rsplit(":", 1)[1])
+    first.kill()
+    wait_for(lambda: "this worker takes no jobs" in worker.log(), 30, "the worker to stop taking jobs")
+    [job] = make_jobs(tmp_path / "photos", 1)
+    batch = api().submit(redis_server.url, WORKFLOW, [job])
+    time.sleep(1.5)
+    assert api().status(redis_server.url, batch)[job.name]["status"] == "queued"  # no server: it waits
+    with FakeComfyUI(port=port) as again:
+        wait_done(redis_server.url, batch, [job.name], 60, cluster)
+        check_results(api().collect(redis_server.url, batch, tmp_path / "out"), [job], [again], tmp_path / "out")
+    assert "answers again: taking jobs" in worker.log()
+
+
 def test_redis_restart_mid_batch_loses_nothing(cluster, redis_server, tmp_path):
     cluster.add(steps=4, step_delay=0.1)
     cluster.add(steps=4, step_delay=0.1)

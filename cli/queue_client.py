@@ -104,6 +104,7 @@ def follow(broker: str, batch: str, names: list[str], *, timeout: float | None =
         bar = tqdm(total=len(names), desc=f"batch {batch}", unit="job", file=sys.stderr)
     deadline = None if timeout is None else time.monotonic() + timeout
     seen: set[str] = set()
+    say = (lambda m: bar.write(m, file=sys.stderr)) if bar is not None else log
     try:
         while True:
             results = store.results(batch)
@@ -112,7 +113,7 @@ def follow(broker: str, batch: str, names: list[str], *, timeout: float | None =
                     seen.add(name)
                     r = results[name]
                     first = r.get("message", "").splitlines()[0] if r.get("message") else ""
-                    log(f"[{name}] {r['status']} on {r.get('server', '?')}: {first}")
+                    say(f"[{name}] {r['status']} on {r.get('server', '?')}: {first}")
                     if bar is not None:
                         bar.update(1)
             if len(seen) == len(names):

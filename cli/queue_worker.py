@@ -207,12 +207,20 @@ def build_worker(server: str, broker: str, name: str | None = None, visibility: 
 
     app = make_app(broker, visibility)
     client = ComfyClient(server)
-    store = Store(broker)
+    store = Store(broker, patience=3600)  # Redis away: wait for it rather than drop the job
     watch = ServerWatch(app, client)
 
     @app.task(bind=True, name=TASK)
     def run_queued_job(self, spec: dict) -> dict:
-        return execute(self, spec, client, store, watch, visibility)
+        try:
+            return execute(self, spec, client, store, watch, visibility)
+        except Exception as exc:  # anything unforeseen still ends the job with a result the client sees
+            log.exception("[%s] worker error", spec.get("name"))
+            record = {"job": spec.get("name", "?"), "status": FAILED, "server": client.url, "outputs": [],
+                      "message": f"worker {self.request.hostname} failed: {type(exc).__name__}: {exc}",
+                      "attempts": spec.get("attempts", 0) + 1, "queued_at": spec.get("queued_at")}
+            store.finish(spec["batch"], spec["name"], record)
+            return record
 
     hostname = name or f"i2p-{safe_name(client.url.split('://', 1)[-1])}@{socket.gethostname()}"
     worker_ready.connect(lambda sender=None, **kw: watch.start(hostname), weak=False)

@@ -263,6 +263,16 @@ def test_poison_job_fails_once_and_blocks_nothing(cluster, redis_server, tmp_pat
     assert "value_bigger_than_max: Value 5.0 bigger than max of 1.0: blend_factor" in result.message
     assert sum(len(f.rejected) for f in cluster.fakes) == 1  # ComfyUI saw it once
 
+    # a job whose inputs expired from Redis fails with that reason instead of vanishing
+    qw, store = pack_module("cli.queue_worker"), pack_module("cli.queue_store").Store(redis_server.url)
+    spec = {"name": "gone", "reference": {"sha": "0" * 64, "name": "r.jpg"}, "faces": [], "seed": 1,
+            "batch": "expired", "workflow": "0" * 64, "retries": 2, "attempts": 0, "tried": [], "queued_at": 0}
+    store.add_job("expired", "gone", spec)
+    qw.publish(qw.client_app(redis_server.url), spec)
+    wait_done(redis_server.url, "expired", ["gone"], 30, cluster)
+    [gone] = api().collect(redis_server.url, "expired", tmp_path / "gone")
+    assert gone.status == "failed" and "has expired from Redis; submit the batch again" in gone.message
+
 
 # --------------------------------------------------------------------------------- command line
 def test_run_with_broker_then_status_collect_and_resume(cluster, redis_server, tmp_path, capsys):

@@ -111,8 +111,13 @@ def main() -> None:
                 t.start()
             for t in threads:
                 t.join()
-            wait_for(lambda: sum(len(store.results(b)) for b in batches) == total,
-                     60 + 3 * total * service, "every job", every=0.2)
+            def finished() -> bool:  # one cheap round trip: the fake servers share this process
+                pipe = store.r.pipeline()
+                for b in batches:
+                    pipe.hlen(store.key(b, "results"))
+                return sum(pipe.execute()) == total
+
+            wait_for(finished, 60 + 3 * total * service, "every job", every=0.5)
             records = [r for b in batches for r in store.results(b).values()]
             assert len(records) == total and all(r["status"] == "ok" for r in records), "some jobs failed"
             span = max(r["finished_at"] for r in records) - min(r["queued_at"] for r in records)
@@ -173,15 +178,16 @@ def main() -> None:
         f"(solo pool, prefetch 1, late ack), {args.submitters} submitter threads each queuing "
         f"{args.per_submitter} job(s) at the same moment (one batch each).",
         "",
-        "| service time | jobs (per server) | wall time | ideal | throughput | % of ideal (target >= 90 %) "
-        "| time in queue p50 | p95 |",
-        "|---|---|---|---|---|---|---|---|",
+        "| service time | jobs (per server) | wall time | ideal | best with whole jobs | throughput "
+        "| % of ideal (target >= 90 %) | time in queue p50 | p95 |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         pct = 100 * r["ideal"] / r["span"]
         lines.append(
             f"| {r['service']:g} s | {r['total']} ({', '.join(map(str, r['per_server']))}) | {r['span']:.2f} s "
-            f"| {r['ideal']:.2f} s | {r['total'] / r['span']:.2f} jobs/s | {pct:.1f} % "
+            f"| {r['ideal']:.2f} s | {max(r['per_server']) * r['service']:.2f} s "
+            f"| {r['total'] / r['span']:.2f} jobs/s | {pct:.1f} % "
             f"({'met' if pct >= 90 else 'not met'}) | {percentile(r['in_queue'], 0.5):.2f} s "
             f"| {percentile(r['in_queue'], 0.95):.2f} s |")
     [(q, d, n)] = [r["overhead"] for r in runs if r["overhead"]]
@@ -191,7 +197,8 @@ def main() -> None:
         f"{q * 1000:.0f} ms, minus the mean of the same job run directly with runner.run_job {d * 1000:.0f} ms; "
         f"{n} jobs one at a time, one worker, service {min(args.service):g} s).",
         "",
-        "Ideal = jobs x service time / servers. The gap to it is the per-job work a server does not overlap with "
+        "Ideal = jobs x service time / servers; 'best with whole jobs' is the busiest server's jobs x service "
+        "time (50 jobs do not split evenly over 3 servers). The gap to it is the per-job work a server does not overlap with "
         "the next job (uploads, /history, /view, the fake's protocol: the direct run's excess over the service "
         "time) plus the queue overhead above; it shrinks relative to longer jobs (a real SDXL portrait takes "
         "10 s or more on a GPU). Time in queue is submit -> a worker starts the job; with every job arriving at "

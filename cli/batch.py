@@ -4,21 +4,22 @@ Jobs come from a CSV (columns ``reference,face[,face2][,name][,seed]``, paths re
 a folder (one sub-folder per job holding ``reference.*`` and ``face.*`` / ``face2.*``, or flat files
 named ``<job>_reference.*``, ``<job>_face.*``, ``<job>_face2.*``).
 
-Each job goes to the live server with the shortest queue (``GET /queue``, which counts every client
-of that server) at most ``per_server`` of ours at a time. A server that stops answering is set aside
-and its job goes back in line, up to ``retries`` times; a set-aside server is probed again later.
+Without a broker, each server gets ``per_server`` threads that take jobs from one shared line, so a
+faster server takes more. A server that stops answering gets no more jobs in this run, and its job
+goes back in line for another server, up to ``retries`` times; with no server left the rest fail.
+Several users sharing servers, resuming, and servers that come back are the queue's business
+(``run --broker``, queue_worker.py), not this module's.
 """
 from __future__ import annotations
 
 import csv
+import queue
 import threading
-import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Callable
 
 from .comfy_client import ComfyClient, ServerLost
-from .runner import FAILED, LOST, OK, Job, JobResult, run_job
+from .runner import FAILED, LOST, OK, Job, JobResult, quiet, run_job
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 FACE_KEYS = ("face", "face1", "face2", "face3", "face4")
@@ -98,119 +99,60 @@ def load_jobs(path: Path, count: int = 1, seed: int | None = None) -> list[Job]:
     raise BatchInputError(f"--batch takes a folder or a .csv file, not {path}")
 
 
-class ServerPool:
-    """Which server gets the next job."""
-
-    def __init__(self, clients: list[ComfyClient], per_server: int = 2, reprobe_after: float = 20.0):
-        self.clients = clients
-        self.per_server = per_server
-        self.reprobe_after = reprobe_after
-        self.inflight = {c.url: 0 for c in clients}
-        self.lost_at: dict[str, float] = {}
-        self.lock = threading.Lock()
-
-    def alive(self) -> list[ComfyClient]:
-        return [c for c in self.clients if c.url not in self.lost_at]
-
-    def mark_lost(self, client: ComfyClient) -> None:
-        with self.lock:
-            self.lost_at[client.url] = time.monotonic()
-
-    def _reprobe(self) -> None:
-        now = time.monotonic()
-        for c in self.clients:
-            since = self.lost_at.get(c.url)
-            if since is not None and now - since > self.reprobe_after:
-                if c.alive(timeout=2):
-                    self.lost_at.pop(c.url, None)
-                else:
-                    self.lost_at[c.url] = now
-
-    def pick(self) -> ComfyClient | None:
-        """The live server with the shortest queue that has room for one more of our jobs."""
-        self._reprobe()
-        best, best_load = None, None
-        for c in self.alive():
-            if self.inflight[c.url] >= self.per_server:
-                continue
-            try:
-                load = max(c.queue_length(), self.inflight[c.url])
-            except ServerLost:
-                self.mark_lost(c)
-                continue
-            if best_load is None or load < best_load:
-                best, best_load = c, load
-        if best is not None:
-            with self.lock:
-                self.inflight[best.url] += 1
-        return best
-
-    def release(self, client: ComfyClient) -> None:
-        with self.lock:
-            self.inflight[client.url] -= 1
-
-
 def run_batch(jobs: list[Job], clients: list[ComfyClient], workflow: dict, out_dir: Path, *,
               retries: int = 2, per_server: int = 2, previews: bool = False, verbose: bool = False,
-              log: Callable[[str], None] = print, progress: bool = True,
-              reprobe_after: float = 20.0) -> list[JobResult]:
-    pool = ServerPool(clients, per_server, reprobe_after)
-    pending = list(jobs)
+              log: Callable[[str], None] = print, progress: bool = True) -> list[JobResult]:
+    line: queue.Queue[Job] = queue.Queue()
+    for job in jobs:
+        line.put(job)
     attempts: dict[str, int] = {}
     results: dict[str, JobResult] = {}
-    running: dict[Future, tuple[Job, ComfyClient]] = {}
+    lost: set[str] = set()
     submitted: dict[str, tuple[ComfyClient, str]] = {}  # job -> (server, prompt id) while it runs
+    lock = threading.Lock()
     cancel = threading.Event()
     single = len(jobs) == 1  # one job: a bar over its nodes instead of a bar over jobs
     bar = None
-    if progress and not single:
-        from .runner import quiet
+    if progress and not single and not quiet():
+        from tqdm import tqdm
 
-        if not quiet():
-            from tqdm import tqdm
+        bar = tqdm(total=len(jobs), desc="jobs", unit="job")
 
-            bar = tqdm(total=len(jobs), desc="jobs", unit="job")
-    executor = ThreadPoolExecutor(max_workers=max(1, len(clients) * per_server))
-    try:
-        while pending or running:
-            while pending:
-                client = pool.pick()
-                if client is None:
-                    break
-                job = pending.pop(0)
+    def serve(client: ComfyClient) -> None:
+        while not cancel.is_set() and client.url not in lost and len(results) < len(jobs):
+            try:
+                job = line.get(timeout=0.2)
+            except queue.Empty:
+                continue  # a job may still come back from a lost server
+            with lock:
                 attempts[job.name] = attempts.get(job.name, 0) + 1
-                fut = executor.submit(run_job, client, workflow, job, out_dir, previews=previews,
-                                      progress=progress and single, verbose=verbose, log=log, cancel=cancel,
-                                      on_submitted=_remember(submitted, job.name, client))
-                running[fut] = (job, client)
-            if not running:
-                if pending and not pool.alive() and not _wait_for_any(pool):
-                    for job in pending:
-                        results[job.name] = JobResult(job.name, FAILED, message="no ComfyUI server left",
-                                                      attempts=attempts.get(job.name, 0))
-                    pending.clear()
-                    break
-                time.sleep(0.2)
-                continue
-            done, _ = wait(list(running), timeout=1.0, return_when=FIRST_COMPLETED)
-            for fut in done:
-                job, client = running.pop(fut)
-                submitted.pop(job.name, None)
-                pool.release(client)
-                result = fut.result()
-                result.attempts = attempts[job.name]
-                if result.status == LOST:
-                    pool.mark_lost(client)
-                    log(f"[{job.name}] {result.message}")
-                    if attempts[job.name] <= retries:
-                        log(f"[{job.name}] retrying on another server ({attempts[job.name]}/{retries})")
-                        pending.insert(0, job)
-                        continue
+            result = run_job(client, workflow, job, out_dir, previews=previews, progress=progress and single,
+                             verbose=verbose, log=log, cancel=cancel, on_submitted=_remember(submitted, job.name, client))
+            submitted.pop(job.name, None)
+            result.attempts = attempts[job.name]
+            if result.status == LOST:
+                lost.add(client.url)
+                log(f"[{job.name}] {result.message}")
+                if result.attempts <= retries:
+                    log(f"[{job.name}] retrying on another server ({result.attempts}/{retries})")
+                    line.put(job)
+                    return
+            with lock:
                 results[job.name] = result
-                if result.status == OK and not single:
-                    log(f"[{job.name}] done on {client.url} in {result.seconds:.1f} s: {result.message}")
-                if bar is not None:
-                    bar.update(1)
+            if result.status == OK and not single:
+                log(f"[{job.name}] done on {client.url} in {result.seconds:.1f} s: {result.message}")
+            if bar is not None:
+                bar.update(1)
+            if client.url in lost:
+                return
+
+    threads = [threading.Thread(target=serve, args=(c,), daemon=True) for c in clients for _ in range(max(1, per_server))]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            while t.is_alive():
+                t.join(timeout=0.5)
     except KeyboardInterrupt:
         # Ctrl-C: take our queued prompts off their servers and interrupt the running ones
         cancel.set()
@@ -222,22 +164,13 @@ def run_batch(jobs: list[Job], clients: list[ComfyClient], workflow: dict, out_d
                 pass
         raise
     finally:
-        executor.shutdown(wait=True, cancel_futures=True)
         if bar is not None:
             bar.close()
+    while not line.empty():  # every server was lost before these ran
+        job = line.get()
+        results[job.name] = JobResult(job.name, FAILED, message="no ComfyUI server left",
+                                      attempts=attempts.get(job.name, 0))
     return [results[j.name] for j in jobs if j.name in results]
-
-
-def _wait_for_any(pool: ServerPool, seconds: float | None = None) -> bool:
-    """Every server is lost: give them one re-probe window before failing the rest."""
-    deadline = time.monotonic() + (seconds if seconds is not None else pool.reprobe_after + 1)
-    while time.monotonic() < deadline:
-        for c in pool.clients:
-            if c.alive(timeout=2):
-                pool.lost_at.pop(c.url, None)
-                return True
-        time.sleep(1.0)
-    return False
 
 
 def _remember(submitted: dict, name: str, client: ComfyClient):

@@ -6,7 +6,7 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMAND_MODULES = ("models_cmd", "run_cmd", "portrait_cmd")
+SUBCOMMAND_MODULES = ("models_cmd", "run_cmd", "portrait_cmd", "queue_worker", "queue_client")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,7 +2,8 @@
 
 One job (``--reference`` + ``--face``), ``--count`` variations of it (seeds S, S+1, ...), or a batch
 (``--batch`` folder or CSV) spread over one or more ``--server`` URLs. With ``--comfyui PATH`` and no
-``--server`` a private ComfyUI is started for the run and stopped afterwards.
+``--server`` a private ComfyUI is started for the run and stopped afterwards. With ``--broker`` the jobs
+go to a Redis queue instead, served by ``worker`` processes (one per ComfyUI server; queue_worker.py).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from .batch import BatchInputError, load_jobs, run_batch
 from .comfy_client import ComfyClient, ComfyError, ServerLost
+from .queue_store import QueueError
 from .runner import OK, Job, write_summary
 from .workflow_format import WorkflowFormatError
 from .workflow_io import bundled_names, face_count, load_workflow
@@ -45,6 +47,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--previews", action="store_true",
                    help="save the live preview frames (and preview images) under OUT/previews")
     p.add_argument("--retries", type=int, default=2, help="times a job moves to another server after its server is lost (default 2)")
+    p.add_argument("--broker", help="Redis URL (redis://HOST:6379/0): queue the jobs for the workers started with "
+                   "'worker' instead of running them from here; needs the [queue] extra")
+    p.add_argument("--batch-id", help="with --broker: the batch's name (default: derived from the jobs, so the "
+                   "same command resumes the same batch)")
+    p.add_argument("--wait", type=float, help="with --broker: stop following after this many seconds (the jobs "
+                   "stay queued; fetch them later with 'collect')")
     p.add_argument("--per-server", type=int, default=2, help="jobs of ours queued on one server at a time (default 2)")
     p.add_argument("--verbose", action="store_true", help="print ComfyUI's tracebacks of failed nodes")
     p.set_defaults(func=main)
@@ -73,6 +81,30 @@ def build_jobs(args) -> list[Job]:
     return [Job(f"{stem}_{i + 1:02d}", args.reference, list(args.face), seed + i) for i in range(args.count)]
 
 
+def faces_mismatch(args, workflow: dict, jobs: list[Job]) -> bool:
+    wanted = face_count(workflow)
+    for job in jobs:
+        if len(job.faces) != wanted:
+            _log(f"job '{job.name}': workflow '{args.workflow}' takes {wanted} face photo(s), "
+                 f"the job has {len(job.faces)}")
+            return True
+    return False
+
+
+def execute_queued(args) -> int:
+    """--broker: the workers run the jobs; a --server, when given, only converts a UI-format workflow."""
+    from .queue_client import run_queued
+
+    if args.previews:
+        raise BatchInputError("--previews is not available with --broker")
+    workflow = load_workflow(args.workflow, ComfyClient(args.server[0]).object_info if args.server else None)
+    jobs = build_jobs(args)
+    if faces_mismatch(args, workflow, jobs):
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    return run_queued(args, workflow, jobs, _log)
+
+
 def execute(args, servers: list[str]) -> int:
     clients = [ComfyClient(url) for url in servers]
     live = [c for c in clients if c.alive()]
@@ -82,12 +114,8 @@ def execute(args, servers: list[str]) -> int:
         return 2
     workflow = load_workflow(args.workflow, live[0].object_info)
     jobs = build_jobs(args)
-    wanted = face_count(workflow)
-    for job in jobs:
-        if len(job.faces) != wanted:
-            _log(f"job '{job.name}': workflow '{args.workflow}' takes {wanted} face photo(s), "
-                 f"the job has {len(job.faces)}")
-            return 2
+    if faces_mismatch(args, workflow, jobs):
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
     single = len(jobs) == 1 and len(clients) == 1
     results = run_batch(jobs, clients, workflow, args.out, retries=args.retries, per_server=args.per_server,
@@ -101,6 +129,8 @@ def execute(args, servers: list[str]) -> int:
 
 def main(args) -> int:
     try:
+        if args.broker:
+            return execute_queued(args)
         if args.server or not args.comfyui:
             return execute(args, args.server or [DEFAULT_SERVER])
         from .local_comfyui import PrivateComfyUI
@@ -110,7 +140,7 @@ def main(args) -> int:
             extra += ["--preview-method", "auto"]
         with PrivateComfyUI(args.comfyui, args.comfyui_python, extra, log=_log) as url:
             return execute(args, [url])
-    except (BatchInputError, WorkflowFormatError) as exc:
+    except (BatchInputError, WorkflowFormatError, QueueError) as exc:
         _log(f"error: {exc}")
         return 2
     except (ServerLost, ComfyError) as exc:

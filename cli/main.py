@@ -1,5 +1,5 @@
-"""Entry point of ``python -m ip_to_portrait``. Each sub-command lives in its own module with an
-``add_parser(subparsers)`` function that sets ``func`` on its parser."""
+"""Entry point of ``python -m ip_to_portrait`` and of the launcher ``i2p.py``. Each sub-command lives
+in its own module with an ``add_parser(subparsers)`` function that sets ``func`` on its parser."""
 from __future__ import annotations
 
 import argparse
@@ -9,8 +9,11 @@ import sys
 SUBCOMMAND_MODULES = ("models_cmd", "run_cmd", "portrait_cmd", "queue_worker", "queue_client")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m ip_to_portrait", description="IP-to-Portrait tools")
+DEFAULT_PROG = "python -m ip_to_portrait"
+
+
+def build_parser(prog: str = DEFAULT_PROG) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="IP-to-Portrait tools")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in SUBCOMMAND_MODULES:
         try:
@@ -23,8 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = DEFAULT_PROG) -> int:
+    """``prog`` is how the user started the CLI, so usage lines repeat a command that works."""
+    args = build_parser(prog).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -27,7 +27,8 @@ def add_parser(subparsers) -> None:
         where = p.add_mutually_exclusive_group()
         where.add_argument("--models-dir", metavar="DIR",
                            help="a ComfyUI-style models folder (default: $I2P_MODELS_DIR, "
-                                "$COMFYUI_PATH/models, ./models)")
+                                "$COMFYUI_PATH/models, models/ of the ComfyUI whose custom_nodes "
+                                "holds this pack, ./models)")
         where.add_argument("--comfyui", metavar="PATH", help="a ComfyUI install; files go to PATH/models/<folder>")
 
     p_list = actions.add_parser("list", help="show every model, where it goes, its licence, and whether it is installed")

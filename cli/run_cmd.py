@@ -11,6 +11,7 @@ import random
 import sys
 from pathlib import Path
 
+from ..core import comfy_adapter
 from .batch import BatchInputError, load_jobs, run_batch
 from .comfy_client import ComfyClient, ComfyError, ServerLost
 from .queue_store import QueueError
@@ -109,8 +110,9 @@ def execute(args, servers: list[str]) -> int:
     clients = [ComfyClient(url) for url in servers]
     live = [c for c in clients if c.alive()]
     if not live:
+        home = comfy_adapter.comfyui_home()
         _log("no ComfyUI answers at " + ", ".join(c.url for c in clients)
-             + " (start one, or pass --comfyui PATH to start a private one)")
+             + f" (start one, or pass --comfyui {home or 'PATH'} to start a private one)")
         return 2
     workflow = load_workflow(args.workflow, live[0].object_info)
     jobs = build_jobs(args)

@@ -84,32 +84,45 @@ def register_model_folders(folders: Mapping[str, Iterable[str]]) -> None:
             fp.folder_names_and_paths[name] = ([default], ext_set)
 
 
+def comfyui_home() -> Path | None:
+    """The ComfyUI install seen from outside its process (the CLI): ``$COMFYUI_PATH``, else the one
+    this pack sits in (``<ComfyUI>/custom_nodes/<pack>/``), else None. The second makes the CLI find
+    the right ``models/`` from any working directory, for a pack installed the way the README says."""
+    comfy_path = os.environ.get("COMFYUI_PATH")
+    if comfy_path:
+        return Path(comfy_path)
+    # abspath, not resolve(): a pack symlinked into custom_nodes belongs to the ComfyUI it is linked into
+    pack = Path(os.path.abspath(__file__)).parent.parent
+    home = pack.parent.parent
+    if pack.parent.name == "custom_nodes" and ((home / "main.py").is_file() or (home / "models").is_dir()):
+        return home
+    return None
+
+
 def models_dir() -> Path:
     """Root of a ComfyUI-style ``models/`` tree: ComfyUI's own, else ``$I2P_MODELS_DIR``,
-    else ``$COMFYUI_PATH/models``, else ``./models``."""
+    else ``models/`` of :func:`comfyui_home`, else ``./models``."""
     fp = comfy_module("folder_paths")
     if fp is not None:
         return Path(fp.models_dir)
     env = os.environ.get(MODELS_DIR_ENV)
     if env:
         return Path(env)
-    comfy_path = os.environ.get("COMFYUI_PATH")
-    if comfy_path:
-        return Path(comfy_path) / "models"
-    return Path.cwd() / "models"
+    home = comfyui_home()
+    return home / "models" if home else Path.cwd() / "models"
 
 
 def user_dir() -> Path:
     """ComfyUI's user directory (settings, private pack files such as API keys): ComfyUI's own, else
-    ``$I2P_USER_DIR``, else ``$COMFYUI_PATH/user``, else ``./user``."""
+    ``$I2P_USER_DIR``, else ``user/`` of :func:`comfyui_home`, else ``./user``."""
     fp = comfy_module("folder_paths")
     if fp is not None and hasattr(fp, "get_user_directory"):
         return Path(fp.get_user_directory())
     env = os.environ.get("I2P_USER_DIR")
     if env:
         return Path(env)
-    comfy_path = os.environ.get("COMFYUI_PATH")
-    return Path(comfy_path) / "user" if comfy_path else Path.cwd() / "user"
+    home = comfyui_home()
+    return home / "user" if home else Path.cwd() / "user"
 
 
 def output_dir() -> Path:

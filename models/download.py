@@ -75,7 +75,7 @@ def comfyui_models_dir(comfyui: str | os.PathLike) -> Path:
 def resolve_models_dir(models_dir: str | os.PathLike | None = None,
                        comfyui: str | os.PathLike | None = None) -> Path:
     """Where files go: ``--models-dir``, else ``--comfyui``/models, else the adapter's default
-    (``$I2P_MODELS_DIR``, ``$COMFYUI_PATH/models``, ``./models``)."""
+    (``$I2P_MODELS_DIR``, ``$COMFYUI_PATH/models``, the ComfyUI the pack sits in, ``./models``)."""
     if models_dir and comfyui:
         raise DownloadError("give either --models-dir or --comfyui, not both")
     if models_dir:

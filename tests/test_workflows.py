@@ -158,7 +158,7 @@ def test_has_a_description_note_and_groups(name):
     data = ui(name)
     notes = [n for n in data["nodes"] if n["type"] == "Note"]
     assert len(notes) == 1 and len(notes[0]["widgets_values"][0]) > 200
-    assert "python -m ip_to_portrait run" in notes[0]["widgets_values"][0]
+    assert "custom_nodes/ip_to_portrait/i2p.py run --workflow " + name in notes[0]["widgets_values"][0]
     assert "NON-COMMERCIAL" in notes[0]["widgets_values"][0]
     assert len(data["groups"]) >= 3
     for node in data["nodes"]:  # every non-note node sits inside some group
@@ -181,26 +181,51 @@ def test_cli_finds_the_photo_inputs(name):
     assert any(n["inputs"].get("seed") == 99 for n in filled.values()) or name == "fast_swap"
 
 
-def test_recommended_settings(schemas):
-    """The issue's recommended settings, read from the shipped file."""
-    prompt = api("recommended_portrait")
-    by_type = {}
+def inputs_by_type(prompt: dict) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
     for node in prompt.values():
-        by_type.setdefault(node["class_type"], []).append(node["inputs"])
+        out.setdefault(node["class_type"], []).append(node["inputs"])
+    return out
+
+
+def test_recommended_settings():
+    """The seed's recommended settings, read from the shipped file: steps 30, CFG 5.5, denoise 0.9, face
+    strength 0.8, stop-at 0.9, hair and neck on, inswapper swap, GFPGAN 0.85-0.95."""
+    by_type = inputs_by_type(api("recommended_portrait"))
     [identity] = by_type["I2PApplyIdentity"]
-    assert identity["mode"] == "FaceID Plus v2" and identity["stop_at"] == 0.9
+    assert identity["mode"] == "FaceID Plus v2" and identity["stop_at"] == 0.9 and identity["start_at"] == 0.0
+    assert identity["weight"] == 0.8 and identity["steps"] == 30
     [inpaint] = by_type["I2PFaceInpaint"]
     assert inpaint["target_size"] == 1024
+    assert (inpaint["steps"], inpaint["cfg"], inpaint["denoise"]) == (30, 5.5, 0.9)
     [swap] = by_type["I2PFaceSwap"]
     assert swap["swap_model"] == "inswapper_128.onnx"
     [restore] = by_type["I2PFaceRestore"]
-    assert restore["restore_model"] == "GFPGANv1.4.pth" and restore["strength"] == 0.9
+    assert restore["restore_model"] == "GFPGANv1.4.pth" and 0.85 <= restore["strength"] <= 0.95
     assert "I2PFacePrePaste" not in by_type and len(by_type["I2PFaceInpaint"]) == 1  # no pre-paste, no refinement
     assert "I2PIdentityScore" in by_type and "SaveImage" in by_type
     masks = [n for n in by_type if "Mask" in n and n.startswith("I2P")]
     for m in masks:
         for inputs in by_type[m]:
             assert inputs.get("include_hair", True) and inputs.get("include_neck", True)
+
+
+def test_sdxl_workflows_share_the_recommended_sampler_settings():
+    """couple_photo and auto_prompt give every person the recommended treatment; pre_paste differs only
+    in denoise (0.65: it keeps the pasted face) and has no identity patch."""
+    ref = inputs_by_type(api("recommended_portrait"))
+    [ref_inpaint], [ref_identity] = ref["I2PFaceInpaint"], ref["I2PApplyIdentity"]
+    for name in ("couple_photo", "auto_prompt", "pre_paste"):
+        by_type = inputs_by_type(api(name))
+        for inpaint in by_type["I2PFaceInpaint"]:
+            for key in ("steps", "cfg", "sampler_name", "scheduler", "target_size"):
+                assert inpaint[key] == ref_inpaint[key], (name, key)
+            assert inpaint["denoise"] == (0.65 if name == "pre_paste" else ref_inpaint["denoise"]), name
+        for identity in by_type.get("I2PApplyIdentity", []):
+            for key in ("mode", "weight", "start_at", "stop_at", "steps"):
+                assert identity[key] == ref_identity[key], (name, key)
+        for restore in by_type.get("I2PFaceRestore", []):
+            assert restore["strength"] == ref["I2PFaceRestore"][0]["strength"], name
 
 
 def test_fast_swap_has_no_diffusion():

@@ -30,10 +30,19 @@ POSITIVE = ("a natural photo of a person, detailed face, natural skin texture, s
 NEGATIVE = ("blurry, deformed face, extra eyes, cartoon, painting, illustration, 3d render, "
             "plastic skin, overexposed, watermark, text")
 SAVE_PREFIX = "IP-to-Portrait/"
+# The seed's recommended settings (docs/workflows.md, "Recommended settings", says why each holds in
+# this crop-based graph). Every SDXL workflow shares them, so the graphs differ only where they mean to.
+STEPS = 30
+CFG = 5.5
+DENOISE = 0.9  # with the identity patch: most of the face is sampled anew, from the source identity
+FACE_STRENGTH = 0.8  # I2P Apply Identity weight
+STOP_AT = 0.9
+GFPGAN_STRENGTH = 0.9
 NONCOMMERCIAL = ("Licences: inswapper_128, buffalo_l and IP-Adapter FaceID are for NON-COMMERCIAL use; "
                  "RealVisXL is CreativeML OpenRAIL++-M; GFPGAN is Apache-2.0. Node 'I2P Model Licenses' "
                  "lists every file.")
-RUN_HINT = "From a script: python -m ip_to_portrait run --workflow {name} --reference R.jpg --face F.jpg{more} --out results/"
+RUN_HINT = ("From a script, in any folder: python <ComfyUI>/custom_nodes/ip_to_portrait/i2p.py run --workflow {name} "
+            "--reference R.jpg --face F.jpg{more} --out results/")
 
 STAGES = ["Inputs", "Face analysis", "Identity", "Prompt", "Inpaint", "Swap and restore", "Output"]
 
@@ -85,7 +94,7 @@ def identity(g: Graph, ckpt, face, source_faces, analyzer, attn_mask=None, title
     clip_vision = clip_vision or g.add("CLIPVisionLoader", "Identity", "CLIP vision ViT-H", clip_name=CLIP_VISION)
     extra = {"attn_mask": attn_mask} if attn_mask is not None else {}
     applied = g.add("I2PApplyIdentity", "Identity", title, model=loader["model"], mode="FaceID Plus v2",
-                    weight=1.0, stop_at=0.9, steps=30, adapter=loader["adapter"], clip_vision=clip_vision[0],
+                    weight=FACE_STRENGTH, stop_at=STOP_AT, steps=STEPS, adapter=loader["adapter"], clip_vision=clip_vision[0],
                     image=face["IMAGE"], faces=source_faces["faces"], analyzer=analyzer["analyzer"], **extra)
     return applied, loader, clip_vision
 
@@ -96,11 +105,11 @@ def prompts(g: Graph, ckpt, positive=POSITIVE, negative=NEGATIVE):
     return pos, neg
 
 
-def inpaint(g: Graph, model, pos, neg, ckpt, image, face_mask, faces, denoise: float = 0.5,
+def inpaint(g: Graph, model, pos, neg, ckpt, image, face_mask, faces, denoise: float = DENOISE,
             title: str = "Face inpaint (crop 1024)"):
     return g.add("I2PFaceInpaint", "Inpaint", title, model=model["model"], positive=pos[0], negative=neg[0],
-                 vae=ckpt["VAE"], image=image, mask=face_mask["mask"], faces=faces["faces"], seed=42, steps=30,
-                 cfg=5.0, sampler_name="dpmpp_2m", scheduler="karras", denoise=denoise, target_size=1024)
+                 vae=ckpt["VAE"], image=image, mask=face_mask["mask"], faces=faces["faces"], seed=42, steps=STEPS,
+                 cfg=CFG, sampler_name="dpmpp_2m", scheduler="karras", denoise=denoise, target_size=1024)
 
 
 def swap_restore(g: Graph, image, targets, face, source_faces, target_indices: str = "", source_indices: str = "",
@@ -112,8 +121,8 @@ def swap_restore(g: Graph, image, targets, face, source_faces, target_indices: s
 
 
 def restore(g: Graph, image, faces):
-    return g.add("I2PFaceRestore", "Swap and restore", "Face restore (GFPGAN 0.9)", image=image,
-                 faces=faces["faces"], restore_model=GFPGAN, strength=0.9)
+    return g.add("I2PFaceRestore", "Swap and restore", f"Face restore (GFPGAN {GFPGAN_STRENGTH:g})", image=image,
+                 faces=faces["faces"], restore_model=GFPGAN, strength=GFPGAN_STRENGTH)
 
 
 def finish(g: Graph, image, analyzer, targets, source_faces, prefix: str, **mapping):
@@ -129,11 +138,13 @@ def recommended_portrait(schemas) -> Graph:
         "Recommended portrait: the face photo's identity in the reference photo; background, pose and "
         "light stay as they were.",
         "1. Detect the faces; BiSeNet mask of the reference face with hair and neck.",
-        "2. FaceID Plus v2 identity patch on the SDXL inpainting model, on until 90% of the steps (stop-at 0.9), "
-        "acting only inside the face mask.",
-        "3. Face inpaint: the face crop is sampled at 1024 px and pasted back (outside the blend band the "
-        "photo is bit-identical).",
-        "4. inswapper_128 face swap, then GFPGAN v1.4 at strength 0.9. Pre-paste and seam refinement: off.",
+        f"2. FaceID Plus v2 identity patch on the SDXL inpainting model, face strength (weight) {FACE_STRENGTH:g}, "
+        f"on until {STOP_AT:.0%} of the steps (stop-at {STOP_AT:g}), acting only inside the face mask.",
+        f"3. Face inpaint: {STEPS} steps, CFG {CFG:g}, denoise {DENOISE:g}; the face crop is sampled at 1024 px "
+        "and pasted back (outside the blend band the photo is bit-identical).",
+        f"4. inswapper_128 face swap, then GFPGAN v1.4 at strength {GFPGAN_STRENGTH:g}. Pre-paste and seam "
+        "refinement: off.",
+        "Why these values: docs/workflows.md, 'Recommended settings'.",
         "5. Identity score (ArcFace cosine to the face photo) and Save.",
         "Models: checkpoints/RealVisXL_V4.0_inpainting.safetensors, ipadapter/ip-adapter-faceid-plusv2_sdxl.bin, "
         "loras/ip-adapter-faceid-plusv2_sdxl_lora.safetensors, clip_vision/CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors, "
@@ -158,7 +169,7 @@ def recommended_portrait(schemas) -> Graph:
 def fast_swap(schemas) -> Graph:
     name = "fast_swap"
     g = Graph(name, "IP-to-Portrait: fast swap", note(name, [
-        "Fast swap: no diffusion. Detect the faces, inswapper_128 swap, GFPGAN v1.4 restore (0.9), "
+        f"Fast swap: no diffusion. Detect the faces, inswapper_128 swap, GFPGAN v1.4 restore ({GFPGAN_STRENGTH:g}), "
         "identity score, save. Seconds on a CPU.",
         "The largest face of the face photo goes onto the largest face of the reference photo; change "
         "'order' / 'indices' on the detect nodes or the swap's index lists to pick other faces.",
@@ -182,8 +193,8 @@ def couple_photo(schemas) -> Graph:
         "goes onto face 0, 'Face photo 2 (person 2, right)' onto face 1. To swap sides, set the swap nodes' "
         "target_indices to 1 and 0 (and the per-person detect nodes' indices the same way).",
         "Each person gets the recommended treatment: own mask, own FaceID Plus v2 identity (the identity "
-        "acts only inside that person's mask), own 1024 px face inpaint; then both swaps, GFPGAN 0.9, a "
-        "score per person, save.",
+        "acts only inside that person's mask), own 1024 px face inpaint with the same settings; then both "
+        f"swaps, GFPGAN {GFPGAN_STRENGTH:g}, a score per person, save.",
         "Models: as the recommended portrait workflow.",
     ], faces=2), schemas, STAGES)
     i = inputs(g, faces=2)
@@ -264,7 +275,7 @@ def pre_paste(schemas) -> Graph:
     pos, neg = prompts(g, ckpt)
     inp = g.add("I2PFaceInpaint", "Inpaint", "Simple inpaint (denoise 0.65)", model=ckpt["MODEL"], positive=pos[0],
                 negative=neg[0], vae=ckpt["VAE"], image=pasted["image"], mask=m["mask"], faces=a["targets"]["faces"],
-                seed=42, steps=30, cfg=5.0, sampler_name="dpmpp_2m", scheduler="karras", denoise=0.65,
+                seed=42, steps=STEPS, cfg=CFG, sampler_name="dpmpp_2m", scheduler="karras", denoise=0.65,
                 target_size=1024)
     finish(g, inp["image"], a["analyzer"], a["targets"], src, "pre_paste")
     return g

@@ -28,6 +28,18 @@ class I2PError(ValueError):
         super().__init__(text)
 
 
+def download_command(model_ids: str) -> str:
+    """The command that downloads manifest ids, spelled so the user can paste it: for a pack cloned into
+    ``custom_nodes`` (the README's install) the launcher next to it, as typed in the ComfyUI folder (the
+    pack's folder may have any name; ``python -m ip_to_portrait`` would only work from custom_nodes/);
+    elsewhere (``pip install -e``) the module. No absolute path: node texts never show the server's."""
+    from . import comfy_adapter
+
+    if comfy_adapter.enclosing_comfyui() is not None:
+        return f"python custom_nodes/{comfy_adapter.PACK_DIR.name}/i2p.py models download {model_ids}"
+    return f"python -m ip_to_portrait models download {model_ids}"
+
+
 class ModelFileMissing(I2PError):
     """A model file the node needs is not in its folder; the message says where it should go and how
     to download it."""
@@ -42,7 +54,7 @@ class ModelFileMissing(I2PError):
         else:
             fix = f"put '{filename}' into ComfyUI's models/{folder}/"
             if model_id:
-                fix += f" or run: python -m ip_to_portrait models download {model_id}"
+                fix += f" or run: {download_command(model_id)}"
             super().__init__(node, input_name, f"model file '{filename}' was not found in models/{folder}.", fix + ".")
         self.folder = folder
         self.filename = filename
@@ -62,7 +74,7 @@ class ModelFileUnreadable(I2PError):
             state = "is empty (0 bytes)" if size == 0 else "is damaged or incomplete (an interrupted download?)"
             fix = "delete it and download it again"
         if model_id:  # after the delete, the command installs it like a missing file (with its checks)
-            fix += f", e.g. with: python -m ip_to_portrait models download {model_id}"
+            fix += f", e.g. with: {download_command(model_id)}"
         elif not unsafe_pickle:
             fix += " or copy a complete file over it"
         super().__init__(node, input_name, f"{shown} {state}: it could not be read as {what}.", fix + ".")

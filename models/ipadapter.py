@@ -229,8 +229,13 @@ def apply_lora(model, adapter: IPAdapter, strength: float):
         return model, f"LoRA {name} not applied (lora_strength is 0)."
     path = comfy_adapter.find_model("loras", name)
     if path is None:
+        from ..core.errors import download_command
+        from .manifest import by_filename
+
+        entry = by_filename("loras", name)
+        get = f"run: {download_command(entry.id)}" if entry else "put the file there"
         return model, (f"LoRA {name} is MISSING from models/loras: the adapter runs without the LoRA it was "
-                       "trained with, so likeness will be weaker. Put the file there to use it.")
+                       f"trained with, so likeness will be weaker. To use it, {get}.")
     options = getattr(model, "model_options", None) or {}
     already = options.get("transformer_options", {}).get(LORA_MARK)
     if already == name:

@@ -16,6 +16,16 @@ MODE_LABELS = {
     "CLIP blend (face + hair)": "clip_blend",
     "simple (no adapter)": "simple",
 }
+ADAPTER_DEFAULT = "ip-adapter-faceid-plusv2_sdxl.bin"
+
+
+def _adapter_files() -> list[str]:
+    """The manifest's IP-Adapter files first, installed or not (so a shared workflow validates before the
+    download, as the other model combos do), then whatever else models/ipadapter holds."""
+    from ..models import manifest
+
+    known = [ADAPTER_DEFAULT] + [m.filename for m in manifest.MODELS if m.folder == "ipadapter"]
+    return list(dict.fromkeys(known + comfy_adapter.list_models("ipadapter", (".bin", ".safetensors"))))
 
 
 class I2PIdentityAdapterLoader:
@@ -38,11 +48,13 @@ class I2PIdentityAdapterLoader:
 
     @classmethod
     def INPUT_TYPES(cls):
-        files = comfy_adapter.list_models("ipadapter", (".bin", ".safetensors"))
         return {
             "required": {
                 "model": ("MODEL", {"tooltip": "The SDXL model the identity goes into."}),
-                "ipadapter_file": (files, {"tooltip": "IP-Adapter file in models/ipadapter, e.g. ip-adapter-faceid-plusv2_sdxl.bin."}),
+                "ipadapter_file": (_adapter_files(), {"default": ADAPTER_DEFAULT,
+                                                      "tooltip": "IP-Adapter file in models/ipadapter (FaceID Plus v2 "
+                                                                 "SDXL recommended). Names of files not downloaded yet "
+                                                                 "are listed too; the run then says how to get them."}),
                 "lora_strength": ("FLOAT", {"default": 0.6, "min": 0.0, "max": 2.0, "step": 0.05,
                                             "tooltip": "Strength of the FaceID LoRA trained with the adapter (0 = off). 0.6 is IPAdapter_plus' default."}),
                 "plus_version": (["auto", "v2", "v1"], {"default": "auto",
@@ -53,11 +65,9 @@ class I2PIdentityAdapterLoader:
     def load(self, model, ipadapter_file: str, lora_strength: float, plus_version: str):
         from ..models import ipadapter as ipa
         from ..models.manifest import license_text
+        from .face_swap import _need  # the model-file lookup every loader shares (names the download id)
 
-        path = comfy_adapter.find_model("ipadapter", ipadapter_file)
-        if path is None:
-            raise I2PError(ipa.NODE, "ipadapter_file", f"'{ipadapter_file}' is not in models/ipadapter.",
-                           "put the file there (python -m ip_to_portrait models download faceid-plusv2-sdxl).")
+        path = _need("ipadapter", ipadapter_file, "ipadapter_file", node=ipa.NODE)
         adapter = ipa.load_ipadapter(path, plus_version)
         patched, lora_msg = ipa.apply_lora(model, adapter, lora_strength)
         if patched is model:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import comfy_adapter
-from ..errors import I2PError, unreadable
+from ..errors import I2PError, download_command, unreadable
 from ..paths import display
 from .select import GENDERS, ORDERS, FaceSelectionError, select_faces  # noqa: F401 (re-exported)
 from .types import Face
@@ -61,7 +61,7 @@ def _missing_pack_error(pack: str, missing: list[str] | None) -> I2PError:
     if pack == DEFAULT_PACK:
         ids = " ".join(f"buffalo_l-{Path(f).stem}" for f in
                        ("det_10g.onnx", "w600k_r50.onnx", "genderage.onnx", "2d106det.onnx", "1k3d68.onnx"))
-        how = f"run: python -m ip_to_portrait models download {ids} --comfyui /path/to/ComfyUI"
+        how = f"run: {download_command(ids)}"
     else:
         how = f"put the {pack} pack's .onnx files into that folder"
     where = f"models/insightface/models/{pack}"

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import comfy_adapter
-from ..errors import I2PError, model_file_errors
+from ..errors import I2PError, download_command, model_file_errors
 
 DEFAULT_THRESHOLD = 0.80  # refuse when P(nsfw) >= this
 FOLDER = "nsfw_detector"
@@ -39,8 +39,7 @@ class NsfwClassifier:
         if not hits:
             raise I2PError(node, "content_safety", f"the classifier in models/{FOLDER}/{SUBDIR} has no 'nsfw' "
                            f"label (labels: {', '.join(sorted(labels.values()))}).",
-                           "download the intended one: python -m ip_to_portrait models download nsfw-vit "
-                           "nsfw-vit-config --force.")
+                           f"download the intended one: {download_command('nsfw-vit nsfw-vit-config')} --force.")
         self.nsfw_index = hits[0]
         self.image_size = int(model.config.image_size)
         self.managed = comfy_adapter.ManagedModel(model.eval())
@@ -71,7 +70,7 @@ def load_classifier(node: str) -> NsfwClassifier:
     if folder is None:
         raise I2PError(node, "content_safety",
                        f"the content-safety model is missing (models/{FOLDER}/{SUBDIR}/config.json and model.safetensors).",
-                       "run: python -m ip_to_portrait models download nsfw-vit nsfw-vit-config "
+                       f"run: {download_command('nsfw-vit nsfw-vit-config')} "
                        "(or copy Falconsai/nsfw_image_detection's config.json and model.safetensors there). "
                        "Only if you have your own safeguards, set content_safety to 'off'.")
     key = (str(folder.resolve()), (folder / "model.safetensors").stat().st_mtime_ns)

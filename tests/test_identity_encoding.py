@@ -260,7 +260,7 @@ def test_loader_node_reports_lora_state(models, tmp_path):
     assert "already on this MODEL" in text  # a second loader in the chain does not stack the LoRA
     _, _, text = loader.load(base, "ip-adapter_sdxl_vit-h.safetensors", 0.6, "auto")["result"]
     assert "not trained with one" in text
-    with pytest.raises(errors.I2PError, match="not in models/ipadapter"):
+    with pytest.raises(errors.I2PError, match="not found in models/ipadapter"):
         loader.load(base, "nope.bin", 0.6, "auto")
 
 

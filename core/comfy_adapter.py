@@ -84,19 +84,25 @@ def register_model_folders(folders: Mapping[str, Iterable[str]]) -> None:
             fp.folder_names_and_paths[name] = ([default], ext_set)
 
 
-def comfyui_home() -> Path | None:
-    """The ComfyUI install seen from outside its process (the CLI): ``$COMFYUI_PATH``, else the one
-    this pack sits in (``<ComfyUI>/custom_nodes/<pack>/``), else None. The second makes the CLI find
-    the right ``models/`` from any working directory, for a pack installed the way the README says."""
-    comfy_path = os.environ.get("COMFYUI_PATH")
-    if comfy_path:
-        return Path(comfy_path)
-    # abspath, not resolve(): a pack symlinked into custom_nodes belongs to the ComfyUI it is linked into
-    pack = Path(os.path.abspath(__file__)).parent.parent
-    home = pack.parent.parent
-    if pack.parent.name == "custom_nodes" and ((home / "main.py").is_file() or (home / "models").is_dir()):
+#: The pack's folder as Python imported it: abspath, not resolve(), so a pack symlinked into
+#: ``custom_nodes`` belongs to the ComfyUI it is linked into.
+PACK_DIR = Path(os.path.abspath(__file__)).parent.parent
+
+
+def enclosing_comfyui() -> Path | None:
+    """The ComfyUI folder whose ``custom_nodes`` holds this pack (the README's install), else None."""
+    home = PACK_DIR.parent.parent
+    if PACK_DIR.parent.name == "custom_nodes" and ((home / "main.py").is_file() or (home / "models").is_dir()):
         return home
     return None
+
+
+def comfyui_home() -> Path | None:
+    """The ComfyUI install seen from outside its process (the CLI): ``$COMFYUI_PATH``, else the one
+    this pack sits in, else None. The second makes the CLI find the right ``models/`` from any working
+    directory, for a pack installed the way the README says."""
+    comfy_path = os.environ.get("COMFYUI_PATH")
+    return Path(comfy_path) if comfy_path else enclosing_comfyui()
 
 
 def models_dir() -> Path:

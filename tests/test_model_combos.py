@@ -115,15 +115,18 @@ def test_missing_adapter_names_its_download_command(empty_install):
     assert "models download faceid-plusv2-sdxl" in text and "models/ipadapter" in text
 
 
-def test_download_command_is_the_launcher_inside_custom_nodes(monkeypatch):
+def test_download_command_is_the_launcher_inside_custom_nodes(monkeypatch, tmp_path):
     """A pack in custom_nodes (any folder name) is told to use its launcher, as typed in the ComfyUI
     folder, with no absolute path of the server; elsewhere the installed module."""
-    monkeypatch.setattr(errors, "__file__", "/srv/ComfyUI/custom_nodes/IP-to-Portrait/core/errors.py")
+    adapter = pack_module("core.comfy_adapter")
+    (tmp_path / "srv" / "ComfyUI" / "custom_nodes").mkdir(parents=True)
+    (tmp_path / "srv" / "ComfyUI" / "main.py").write_text("")
+    monkeypatch.setattr(adapter, "PACK_DIR", tmp_path / "srv" / "ComfyUI" / "custom_nodes" / "IP-to-Portrait")
     assert errors.download_command("inswapper_128") == \
         "python custom_nodes/IP-to-Portrait/i2p.py models download inswapper_128"
     missing = errors.ModelFileMissing("I2P Face Swap", "swap_model", "insightface", "inswapper_128.onnx",
                                       "inswapper_128")
     assert "custom_nodes/IP-to-Portrait/i2p.py models download inswapper_128" in str(missing)
-    assert "/srv/" not in str(missing)
-    monkeypatch.setattr(errors, "__file__", "/home/dev/ip-to-portrait/core/errors.py")
+    assert str(tmp_path) not in str(missing)
+    monkeypatch.setattr(adapter, "PACK_DIR", tmp_path / "home" / "dev" / "ip-to-portrait")
     assert errors.download_command("x") == "python -m ip_to_portrait models download x"

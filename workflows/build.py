@@ -144,8 +144,8 @@ def recommended_portrait(schemas) -> Graph:
         "and pasted back (outside the blend band the photo is bit-identical).",
         f"4. inswapper_128 face swap, then GFPGAN v1.4 at strength {GFPGAN_STRENGTH:g}. Pre-paste and seam "
         "refinement: off.",
-        "Why these values: docs/workflows.md, 'Recommended settings'.",
         "5. Identity score (ArcFace cosine to the face photo) and Save.",
+        "Why these values: docs/workflows.md, 'Recommended settings'.",
         "Models: checkpoints/RealVisXL_V4.0_inpainting.safetensors, ipadapter/ip-adapter-faceid-plusv2_sdxl.bin, "
         "loras/ip-adapter-faceid-plusv2_sdxl_lora.safetensors, clip_vision/CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors, "
         "insightface/models/buffalo_l, insightface/inswapper_128.onnx, facerestore_models/GFPGANv1.4.pth, "

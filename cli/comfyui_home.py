@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from ..core import comfy_adapter
 from .local_comfyui import comfyui_python
 
 PACK_ROOT = Path(__file__).resolve().parent.parent
@@ -53,12 +54,10 @@ def is_comfyui(path: Path) -> bool:
     return (path / "main.py").is_file() and (path / "custom_nodes").is_dir()
 
 
-def enclosing_comfyui(pack_root: Path = PACK_ROOT) -> Path | None:
-    """The ComfyUI whose ``custom_nodes`` holds this pack, if it is installed that way."""
-    parent = pack_root.parent
-    if parent.name == "custom_nodes" and (parent.parent / "main.py").is_file():
-        return parent.parent
-    return None
+def enclosing_comfyui() -> Path | None:
+    """The ComfyUI whose ``custom_nodes`` holds this pack (also through a link), if it can be started."""
+    home = comfy_adapter.enclosing_comfyui()
+    return home if home is not None and (home / "main.py").is_file() else None
 
 
 def find_comfyui(explicit: str | os.PathLike | None = None) -> tuple[Path | None, str]:

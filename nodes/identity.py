@@ -81,7 +81,7 @@ class I2PApplyIdentity:
         "Puts the source face's identity into the MODEL as an attention patch in all 70 SDXL cross-attention "
         "layers (a clone: the input MODEL is untouched; applying twice replaces, never stacks). Modes: FaceID "
         "Plus v2 (ArcFace + CLIP of the aligned face), FaceID (ArcFace), standard (CLIP of the face with hair), "
-        "CLIP blend (face and hair crops blended before CLIP), simple (no patch). start_at/stop_at count "
+        "CLIP blend (CLIP features of the aligned face and of the face with hair, mixed), simple (no patch). start_at/stop_at count "
         "sampling steps exactly: with N steps the identity is on in round(stop_at*N) - round(start_at*N) "
         "steps, for any scheduler, sampler and denoise."
     )
@@ -105,7 +105,7 @@ class I2PApplyIdentity:
                 "weight": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 3.0, "step": 0.05,
                                      "tooltip": "Face strength: scale of the identity attention term."}),
                 "v2_shortcut_weight": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 5.0, "step": 0.05,
-                                                 "tooltip": "FaceID Plus v2 only: s in tokens = x + s*resampler(x, clip). Higher = more ArcFace-driven structure."}),
+                                                 "tooltip": "FaceID Plus v2 only: s in tokens = x + s*resampler(x, clip). Higher = more of the CLIP (photo) face structure; lower = more of the ArcFace embedding alone."}),
                 "start_at": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
                                        "tooltip": "Fraction of the sampling steps run before the identity switches on."}),
                 "stop_at": ("FLOAT", {"default": 0.9, "min": 0.0, "max": 1.0, "step": 0.01,
@@ -124,7 +124,7 @@ class I2PApplyIdentity:
                 "identity": (IDENTITY_TYPE, {"tooltip": "A saved identity (I2P Load Face Identity) instead of image + faces."}),
                 "attn_mask": ("MASK", {"tooltip": "Where the identity acts (e.g. the inpaint mask of the image being sampled); resized to each layer's grid."}),
                 "clip_blend": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05,
-                                         "tooltip": "CLIP blend mode: share of the face-with-hair crop in the blend with the aligned face."}),
+                                         "tooltip": "CLIP blend mode: share of the face-with-hair crop's CLIP features in the mix with the aligned face's."}),
             },
         }
 

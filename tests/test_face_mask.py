@@ -139,10 +139,10 @@ def test_alignment_maps_the_template_onto_the_landmarks(fp, analyzer):
     face = faces_of(analyzer, img)[0]
     m = fp.align_matrix(face.kps)
     mapped = np.hstack([face.kps, np.ones((5, 1))]) @ m.T
-    assert np.abs(mapped - fp.TEMPLATE_512).max() < 12
+    assert np.abs(mapped - pack_module("core.faces.align").ffhq_template(512)).max() < 12
     crop = fp.crop_face(img, m)
     assert crop.shape == (512, 512, 3) and crop.std() > 10  # a picture, not the black border
-    back = fp.crop_to_image(np.ones((512, 512), np.float32), m, img.shape[:2]) > 0.5
+    back = pack_module("core.faces.align").warp_back(np.ones((512, 512), np.float32), m, img.shape[:2]) > 0.5
     x1, y1, x2, y2 = face.bbox
     assert back[int(y1):int(y2), int(x1):int(x2)].all()  # the crop covers the whole face box
     assert back.mean() < 0.5  # and only its neighbourhood
@@ -204,8 +204,8 @@ def test_nothing_outside_the_selected_faces_neighbourhood(fp, analyzer):
     selected = [every[0]]  # only the largest face
     opts = fp.MaskOptions(hair=True, neck=True, expand=0.2, padding=10, blur=20)
     res = fp.image_masks(img, selected, lambda c: np.full((512, 512), SKIN, np.uint8), opts)
-    footprint = fp.crop_to_image(np.ones((512, 512), np.float32), fp.align_matrix(selected[0].kps),
-                                 img.shape[:2]) > 0
+    footprint = pack_module("core.faces.align").warp_back(np.ones((512, 512), np.float32),
+                                                          fp.align_matrix(selected[0].kps), img.shape[:2]) > 0
     reach = 0.2 * selected[0].size + 10 + 20 / 2 + 2
     allowed = pack_module("core.masks").grow(footprint, reach)
     assert res.combined[~allowed].max() == 0

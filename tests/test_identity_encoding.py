@@ -67,7 +67,11 @@ def test_clip_branch_uses_aligned_crop_and_penultimate_states(models):
     assert crop.shape == (224, 224, 3)
     from insightface.utils import face_align
 
-    np.testing.assert_array_equal(crop, face_align.norm_crop(img, face.kps, image_size=224))
+    # the pack's float64 least-squares fit vs insightface's float32 scikit-image estimate: affines equal
+    # to ~1e-4, so a few pixels may round one level apart
+    ref = face_align.norm_crop(img, face.kps, image_size=224)
+    diff = np.abs(crop.astype(int) - ref.astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01
     px = enc.clip_preprocess(torch.from_numpy(crop[None].astype(np.float32) / 255))
     with torch.no_grad():
         out = clip.model(pixel_values=px, output_hidden_states=True)
@@ -105,17 +109,71 @@ def test_comfy_clip_vision_backend_gives_the_same_features(models):
     torch.testing.assert_close(a.clip_embeds, b.clip_embeds, atol=1e-5, rtol=1e-5)
 
 
-def test_hair_and_blend_crops(models):
+class RecordingEncoder(enc.ClipEncoder):
+    """A stand-in CLIP that records every image it is given; its features are the images' pixels."""
+
+    def __init__(self):
+        self.seen = []
+
+    def encode(self, images):
+        self.seen.extend(np.rint(images.numpy() * 255).astype(np.uint8))
+        flat = images.reshape(images.shape[0], -1)[:, :64].float()
+        return flat[:, None, :].repeat(1, 3, 1), flat[:, :16]
+
+    def encode_uncond(self):
+        return torch.zeros(1, 3, 64), torch.zeros(1, 16)
+
+
+def test_blend_mode_mixes_features_never_pixels_of_differently_aligned_crops():
+    """CLIP blend: the aligned face (ArcFace geometry) and the loose crop (box geometry) put the eyes on
+    different pixels, so CLIP must see each crop as it is and the mix must happen on its features."""
     img, face = astronaut(), astronaut_face()
     tight = enc.aligned_face_crop(img, face.kps)
     hair = enc.loose_face_crop(img, face.bbox)
     assert hair.shape == tight.shape
-    mid = enc.blend_crops(tight, hair, 0.5)
-    np.testing.assert_allclose(mid.astype(float), (tight.astype(float) + hair.astype(float)) / 2, atol=1)
+    # the two geometries really differ: the eyes are much further apart in the aligned crop
+    al = pack_module("core.faces.align")
+    eye_gap = float(np.linalg.norm(face.kps[0] - face.kps[1]))
+    gap_tight = eye_gap * al.scale_of(al.arcface_affine(face.kps, 224))
+    gap_hair = eye_gap * 224 / (2.0 * max(face.bbox[2] - face.bbox[0], face.bbox[3] - face.bbox[1]))
+    assert gap_tight > 1.3 * gap_hair, (gap_tight, gap_hair)
+    rec = RecordingEncoder()
+    ident = enc.encode_identity([img], [face], rec, False, "blend", 0.3)
+    assert len(rec.seen) == 2
+    assert np.array_equal(rec.seen[0], tight) and np.array_equal(rec.seen[1], hair)  # no pixel blend
+    h_tight, e_tight = rec.encode(torch.from_numpy(tight[None].astype(np.float32) / 255))
+    h_hair, e_hair = rec.encode(torch.from_numpy(hair[None].astype(np.float32) / 255))
+    torch.testing.assert_close(ident.clip_hidden, 0.7 * h_tight + 0.3 * h_hair)
+    torch.testing.assert_close(ident.clip_embeds, 0.7 * e_tight + 0.3 * e_hair)
+    assert not hasattr(enc, "blend_crops")
+
+
+def test_blend_mode_ends_equal_the_single_crop_modes(models):
+    img, face = astronaut(), astronaut_face()
     a = enc.encode_identity([img], [face], models["clip"], False, "blend", 0.0)
     b = enc.encode_identity([img], [face], models["clip"], False, "face")
-    torch.testing.assert_close(a.clip_hidden, b.clip_hidden)
+    torch.testing.assert_close(a.clip_hidden, b.clip_hidden, atol=1e-5, rtol=1e-5)
+    c = enc.encode_identity([img], [face], models["clip"], False, "blend", 1.0)
+    d = enc.encode_identity([img], [face], models["clip"], False, "hair")
+    torch.testing.assert_close(c.clip_hidden, d.clip_hidden, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(c.clip_embeds, d.clip_embeds, atol=1e-5, rtol=1e-5)
     assert a.embedding is None
+
+
+def test_loose_crop_is_antialiased():
+    """A fine stripe pattern (period 2 px) shrunk ~3x must come out as its mean grey, not as moire;
+    cv2.warpAffine with INTER_AREA (the old crop) is plain bilinear and keeps the stripes."""
+    import cv2
+
+    img = np.zeros((900, 900, 3), np.uint8)
+    img[:, ::2] = 255
+    bbox = np.array([300, 300, 630, 630], np.float32)  # side 660 -> 224: scale 0.34
+    crop = enc.loose_face_crop(img, bbox).astype(np.float32)
+    assert abs(crop.mean() - 127.5) < 4 and crop[20:-20, 20:-20].std() < 6
+    side = 660.0
+    m = np.array([[224 / side, 0, 112 - 465 * 224 / side], [0, 224 / side, 112 - (465 - 66) * 224 / side]])
+    aliased = cv2.warpAffine(img, m, (224, 224), flags=cv2.INTER_AREA).astype(np.float32)
+    assert aliased[20:-20, 20:-20].std() > 30  # what the antialiasing removes
 
 
 def test_average_of_several_sources(models):
@@ -284,3 +342,15 @@ def test_identity_encoded_once_per_source(models, monkeypatch):
     apply_mod.apply_identity(FakePatcher(), "faceid_plus_v2", 1.0, 0.0, 0.9, adapter=adapter, images=[astronaut()],
                              faces=ft.Faces([ft.FaceSet((512, 512), [other])]), clip_vision=models["clip"])
     assert len(calls) == 2
+
+
+def test_missing_source_face_fix_names_real_nodes():
+    """The fix text of a missing source face names nodes that exist (no "I2P Analyze Faces")."""
+    import re
+
+    with pytest.raises(errors.I2PError) as info:
+        apply_mod.pick_source_faces([astronaut()])
+    names = set(pack_module("nodes").NODE_DISPLAY_NAME_MAPPINGS.values())
+    mentioned = re.findall(r"I2P(?: [A-Z][a-z]+)+", info.value.fix)
+    assert mentioned and all(m in names for m in mentioned), (mentioned, info.value.fix)
+    assert "I2P Detect Faces" in mentioned

@@ -10,6 +10,7 @@ from packload import pack_module
 
 pp = pack_module("core.inpaint.prepaste")
 cm = pack_module("core.faces.colour")
+al = pack_module("core.faces.align")
 ft = pack_module("core.faces.types")
 
 # a frontal face's five landmarks (left eye, right eye, nose, mouth corners) in a 200 px box
@@ -25,13 +26,13 @@ def similarity(scale, angle_deg, tx, ty):
 def test_landmark_warp_error_under_one_pixel(scale, angle, tx, ty):
     rng = np.random.default_rng(1)
     truth = similarity(scale, angle, tx, ty)
-    dst = pp.apply_transform(truth, KPS) + rng.normal(0, 0.3, KPS.shape)  # detector jitter
-    matrix = pp.similarity_transform(KPS, dst)
-    err = np.linalg.norm(pp.apply_transform(matrix, KPS) - dst, axis=1)
+    dst = al.transform_points(truth, KPS) + rng.normal(0, 0.3, KPS.shape)  # detector jitter
+    matrix = al.fit_similarity(KPS, dst)
+    err = np.linalg.norm(al.transform_points(matrix, KPS) - dst, axis=1)
     assert err.max() < 1.0
     # and the fitted transform is the true one (not merely consistent on these five points)
     probe = np.array([[0, 0], [200, 0], [0, 200], [200, 200]], np.float64)
-    assert np.abs(pp.apply_transform(matrix, probe) - pp.apply_transform(truth, probe)).max() < 1.5 * scale + 1
+    assert np.abs(al.transform_points(matrix, probe) - al.transform_points(truth, probe)).max() < 1.5 * scale + 1
 
 
 def test_warped_image_puts_source_landmarks_on_target_landmarks():
@@ -40,8 +41,8 @@ def test_warped_image_puts_source_landmarks_on_target_landmarks():
 
     src = np.zeros((200, 200, 3), np.uint8)
     truth = similarity(1.3, 20, 60, 30)
-    dst_kps = pp.apply_transform(truth, KPS)
-    matrix = pp.similarity_transform(KPS, dst_kps)
+    dst_kps = al.transform_points(truth, KPS)
+    matrix = al.fit_similarity(KPS, dst_kps)
     for i, (x, y) in enumerate(KPS):
         one = src.copy()
         cv2.circle(one, (int(x), int(y)), 3, (255, 255, 255), -1)
@@ -58,13 +59,13 @@ def test_color_match_moves_lab_statistics_inside_mask_only():
     dst = np.clip(rng.normal((110, 140, 170), 8, (120, 120, 3)), 0, 255).astype(np.uint8)
     mask = np.zeros((120, 120), np.float32)
     mask[20:100, 20:100] = 1
-    out = cm.match_color(src, mask, dst, mask, 1.0)
+    out = cm.match_colour(src, dst, mask, strength=1.0)
     m_out, s_out = cm.lab_stats(out, mask)
     m_dst, s_dst = cm.lab_stats(dst, mask)
     assert np.abs(m_out - m_dst).max() < 1.5
     assert np.abs(s_out - s_dst).max() < 1.5
     assert np.array_equal(out[mask == 0], src[mask == 0])
-    half = cm.match_color(src, mask, dst, mask, 0.5)
+    half = cm.match_colour(src, dst, mask, strength=0.5)
     m_half, _ = cm.lab_stats(half, mask)
     m_src, _ = cm.lab_stats(src, mask)
     assert np.abs(m_half - (m_src + m_dst) / 2).max() < 1.5
@@ -84,7 +85,7 @@ def test_prepaste_face_pastes_aligned_colour_matched_face_and_keeps_the_rest():
     source = np.full((200, 200, 3), (220, 40, 40), np.uint8)
     source[60:100, 60:140] = (20, 20, 200)  # a feature near the eyes
     truth = similarity(1.2, -10, 120, 40)
-    tkps = pp.apply_transform(truth, KPS)
+    tkps = al.transform_points(truth, KPS)
     mask = np.zeros((300, 400), np.float32)
     cx, cy = tkps[:, 0].mean(), tkps[:, 1].mean()
     ys, xs = np.mgrid[0:300, 0:400]
@@ -106,8 +107,8 @@ def test_prepaste_batch_maps_source_faces_and_rejects_bad_input():
     err = pack_module("core.errors")
     target = np.full((300, 400, 3), 90, np.uint8)
     source = np.full((200, 200, 3), 200, np.uint8)
-    t1 = pp.apply_transform(similarity(0.5, 0, 20, 60), KPS)
-    t2 = pp.apply_transform(similarity(0.5, 0, 250, 60), KPS)
+    t1 = al.transform_points(similarity(0.5, 0, 20, 60), KPS)
+    t2 = al.transform_points(similarity(0.5, 0, 250, 60), KPS)
     mask = np.zeros((300, 400), np.float32)
     mask[80:150, 40:110] = 1
     mask[80:150, 270:340] = 1

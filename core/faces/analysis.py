@@ -238,14 +238,10 @@ class FaceAnalyzer:
 
 
 def aligned_crop(image: np.ndarray, kps: np.ndarray, size: int) -> np.ndarray:
-    """InsightFace's reference alignment (``norm_crop``), without its scikit-image deprecation noise."""
-    import warnings
+    """InsightFace's reference alignment for ArcFace (``norm_crop``: ArcFace template, black outside)."""
+    from . import align
 
-    from insightface.utils import face_align
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        return face_align.norm_crop(image, landmark=np.asarray(kps, np.float32), image_size=int(size))
+    return align.warp(image, align.arcface_affine(kps, int(size)), int(size), border="zero")
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:

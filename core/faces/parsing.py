@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 
 from .. import masks
+from . import align
 
 CLASSES = ("background", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "eye_g", "l_ear", "r_ear", "ear_r",
            "nose", "mouth", "u_lip", "l_lip", "neck", "neck_l", "cloth", "hair", "hat")
@@ -29,9 +30,6 @@ OPTIONAL_CLASSES = {"hair": (17,), "neck": (14,), "ears": (7, 8, 9), "glasses": 
                     "necklace": (15,), "cloth": (16,)}
 HAIR = 17
 CROP = 512
-#: FFHQ 5-point template for a 512 crop (eyes, nose tip, mouth corners)
-TEMPLATE_512 = np.array([[192.98138, 239.94708], [318.90277, 240.19360], [256.63416, 314.01935],
-                         [201.26117, 371.41043], [313.08905, 371.15118]], np.float64)
 PALETTE = np.array([[0, 0, 0], [255, 204, 153], [139, 69, 19], [160, 82, 45], [0, 128, 255], [0, 191, 255],
                     [255, 255, 0], [255, 0, 127], [255, 51, 153], [255, 215, 0], [255, 128, 0], [220, 20, 60],
                     [255, 0, 0], [178, 34, 34], [0, 204, 102], [0, 255, 204], [51, 51, 255], [102, 51, 0],
@@ -42,69 +40,14 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 ParseFn = Callable[[np.ndarray], np.ndarray]  # (512,512,3) uint8 RGB crop -> (512,512) uint8 labels
 
 
-def similarity_matrix(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity transform (rotation, uniform scale, shift) taking ``src`` to ``dst``."""
-    src = np.asarray(src, np.float64)
-    dst = np.asarray(dst, np.float64)
-    ms, md = src.mean(0), dst.mean(0)
-    s, d = src - ms, dst - md
-    var = (s ** 2).sum()
-    if var <= 1e-12:
-        raise ValueError("degenerate landmarks: all points coincide")
-    a = (s[:, 0] * d[:, 0] + s[:, 1] * d[:, 1]).sum() / var
-    b = (s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum() / var
-    rot = np.array([[a, -b], [b, a]])
-    return np.hstack([rot, (md - rot @ ms)[:, None]])
-
-
 def align_matrix(kps: np.ndarray) -> np.ndarray:
-    """Image → 512 parsing crop."""
-    return similarity_matrix(np.asarray(kps, np.float64).reshape(5, 2), TEMPLATE_512)
+    """Image → 512 parsing crop: least-squares fit of all five landmarks to the FFHQ template."""
+    return align.ffhq_affine(kps, CROP, robust=False)
 
 
 def crop_face(rgb: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """The aligned 512x512 crop; anti-aliased when the face is larger than the crop needs."""
-    import cv2
-
-    scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
-    src = rgb
-    if scale < 0.5:
-        # blur only the part of the image the crop reads, then warp
-        x0, y0, x1, y1 = _image_box_of_crop(matrix, rgb.shape[:2])
-        if x1 > x0 and y1 > y0:
-            src = rgb.copy()
-            sigma = 0.5 * (1.0 / scale - 1.0)
-            src[y0:y1, x0:x1] = cv2.GaussianBlur(np.ascontiguousarray(rgb[y0:y1, x0:x1]), (0, 0), sigma)
-    flags = cv2.INTER_CUBIC if scale > 1 else cv2.INTER_LINEAR
-    return cv2.warpAffine(src, matrix, (CROP, CROP), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-
-
-def _image_box_of_crop(matrix: np.ndarray, shape: tuple[int, int]) -> tuple[int, int, int, int]:
-    import cv2
-
-    inv = cv2.invertAffineTransform(matrix)
-    corners = np.array([[0, 0, 1], [CROP, 0, 1], [0, CROP, 1], [CROP, CROP, 1]], np.float64) @ inv.T
-    h, w = shape
-    x0, y0 = np.floor(corners.min(0)).astype(int) - 1
-    x1, y1 = np.ceil(corners.max(0)).astype(int) + 1
-    return max(0, x0), max(0, y0), min(w, x1), min(h, y1)
-
-
-def crop_to_image(arr: np.ndarray, matrix: np.ndarray, shape: tuple[int, int], nearest: bool = False) -> np.ndarray:
-    """Warp a crop-space array back onto an (H, W) image (zeros outside the crop's footprint)."""
-    import cv2
-
-    h, w = shape
-    out = np.zeros((h, w) + arr.shape[2:], arr.dtype)
-    x0, y0, x1, y1 = _image_box_of_crop(matrix, shape)
-    if x1 <= x0 or y1 <= y0:
-        return out
-    inv = cv2.invertAffineTransform(matrix)
-    inv[:, 2] -= (x0, y0)
-    flags = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
-    out[y0:y1, x0:x1] = cv2.warpAffine(np.ascontiguousarray(arr), inv, (x1 - x0, y1 - y0), flags=flags,
-                                       borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    return out
+    """The aligned 512x512 crop, antialiased when the face is larger than the crop needs."""
+    return align.warp(rgb, matrix, CROP, border="zero", smooth=True)
 
 
 # ------------------------------------------------------------------------------------------ network
@@ -173,7 +116,7 @@ class ParsedFace:
 def parse_face(rgb: np.ndarray, face, parse_fn: ParseFn) -> ParsedFace:
     matrix = align_matrix(face.kps)
     labels = np.asarray(parse_fn(crop_face(rgb, matrix)), np.uint8)
-    kps = np.hstack([np.asarray(face.kps, np.float64).reshape(5, 2), np.ones((5, 1))]) @ matrix.T
+    kps = align.transform_points(matrix, face.kps)
     return ParsedFace(labels=labels, matrix=matrix, kps_crop=kps, size=float(face.size))
 
 
@@ -204,14 +147,14 @@ def face_regions(parsed: ParsedFace, extra: tuple[int, ...], fill: bool) -> tupl
 
 
 def face_mask_in_image(parsed: ParsedFace, crop_mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    return crop_to_image(crop_mask.astype(np.float32), parsed.matrix, shape) >= 0.5
+    return align.warp_back(crop_mask.astype(np.float32), parsed.matrix, shape) >= 0.5
 
 
 def colour_preview(rgb: np.ndarray, parsed: list[ParsedFace]) -> np.ndarray:
     """The image with each face's parse painted over it in the CelebAMask-HQ palette."""
     out = np.ascontiguousarray(rgb, np.uint8).copy()
     for p in parsed:
-        labels = crop_to_image(p.labels, p.matrix, rgb.shape[:2], nearest=True)
+        labels = align.warp_back(p.labels, p.matrix, rgb.shape[:2], nearest=True)
         on = labels > 0
         blend = 0.45 * out[on].astype(np.float32) + 0.55 * PALETTE[labels[on]].astype(np.float32)
         out[on] = np.clip(np.rint(blend), 0, 255).astype(np.uint8)

@@ -75,7 +75,8 @@ def pick_source_faces(images: list[np.ndarray], faces=None, analyzer=None) -> li
             chosen.append(max(found, key=lambda f: f.size))
         else:
             raise I2PError(NODE, "faces", "the mode needs the source face: connect 'faces' (from the face "
-                           "analyzer) or 'analyzer'.", "connect I2P Detect Faces' faces output, or an analyzer.")
+                           "analyzer) or 'analyzer'.", "connect the 'faces' output of I2P Detect Faces to 'faces', "
+                           "or the 'analyzer' output of I2P Face Analyzer Loader to 'analyzer'.")
     return chosen
 
 

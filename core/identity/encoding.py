@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..faces import align
+
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 CLIP_SIZE = 224
@@ -73,29 +75,20 @@ class Identity:
 
 # ------------------------------------------------------------------------------------------ crops
 def aligned_face_crop(image: np.ndarray, kps: np.ndarray, size: int = CLIP_SIZE) -> np.ndarray:
-    """The reference CLIP input: InsightFace's arcface alignment scaled to ``size``."""
-    from insightface.utils import face_align
-
-    return face_align.norm_crop(np.ascontiguousarray(image), np.asarray(kps, dtype=np.float32), image_size=size)
+    """The reference CLIP input: insightface's ``norm_crop`` (ArcFace template scaled to ``size``, black
+    outside the photo)."""
+    return align.warp(image, align.arcface_affine(kps, size), size, border="zero")
 
 
 def loose_face_crop(image: np.ndarray, bbox, size: int = CLIP_SIZE, scale: float = 2.0) -> np.ndarray:
-    """Face with hair and some context: a square ``scale`` times the box, raised to include the hair."""
-    import cv2
-
+    """Face with hair and some context: a square ``scale`` times the box, raised to include the hair;
+    antialiased (the square is usually several times the crop size)."""
     x1, y1, x2, y2 = [float(v) for v in bbox[:4]]
     side = max(x2 - x1, y2 - y1) * scale
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2 - 0.1 * side
     m = np.array([[size / side, 0, size / 2 - cx * size / side],
-                  [0, size / side, size / 2 - cy * size / side]], dtype=np.float32)
-    return cv2.warpAffine(np.ascontiguousarray(image), m, (size, size), flags=cv2.INTER_AREA,
-                          borderMode=cv2.BORDER_REPLICATE)
-
-
-def blend_crops(face: np.ndarray, hair: np.ndarray, amount: float) -> np.ndarray:
-    """CLIP blend: ``(1-amount)*aligned face + amount*face-with-hair`` before CLIP."""
-    out = (1.0 - amount) * face.astype(np.float32) + amount * hair.astype(np.float32)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+                  [0, size / side, size / 2 - cy * size / side]], dtype=np.float64)
+    return align.warp(image, m, size, smooth=True)
 
 
 def mean_colour_image(size: int = CLIP_SIZE) -> torch.Tensor:
@@ -224,7 +217,8 @@ def encode_identity(images: list[np.ndarray], faces: list, encoder: ClipEncoder 
     """Identity from one selected face per source image.
 
     ``clip_input``: "face" (aligned crop: FaceID Plus), "hair" (face with hair: standard mode),
-    "blend" (the two mixed by ``blend``: CLIP blend mode), or "none".
+    "blend" (CLIP blend mode: both crops encoded, their hidden states and image embeds mixed with
+    ``blend`` as the loose crop's share), or "none".
     """
     emb = None
     if need_embedding:
@@ -237,16 +231,15 @@ def encode_identity(images: list[np.ndarray], faces: list, encoder: ClipEncoder 
         emb = torch.from_numpy(np.stack(vecs))
     ident = Identity(embedding=emb, sources=len(faces), meta={"clip_input": clip_input})
     if clip_input != "none" and encoder is not None:
-        crops = []
-        for img, f in zip(images, faces):
-            face = aligned_face_crop(img, f.kps)
-            if clip_input == "face":
-                crops.append(face)
-            else:
-                hair = loose_face_crop(img, f.bbox)
-                crops.append(hair if clip_input == "hair" else blend_crops(face, hair, blend))
-        batch = torch.from_numpy(np.stack(crops).astype(np.float32) / 255.0)
-        hidden, embeds = encoder.encode(batch)
+        aligned = [aligned_face_crop(i, f.kps) for i, f in zip(images, faces)] if clip_input != "hair" else []
+        loose = [loose_face_crop(i, f.bbox) for i, f in zip(images, faces)] if clip_input != "face" else []
+        hidden, embeds = encoder.encode(torch.from_numpy(np.stack(aligned + loose).astype(np.float32) / 255.0))
+        if clip_input == "blend":
+            # the aligned face and the loose crop differ in geometry (eyes ~70 vs ~40 px apart at 224):
+            # a pixel mix would be a double exposure, so both are encoded and their features mixed
+            n = len(aligned)
+            hidden = (1.0 - blend) * hidden[:n] + blend * hidden[n:]
+            embeds = (1.0 - blend) * embeds[:n] + blend * embeds[n:]
         uhidden, _ = encoder.encode_uncond()
         ident.clip_hidden, ident.clip_embeds, ident.clip_uncond_hidden = hidden, embeds, uhidden[:1]
         ident.meta.update(clip=encoder.name, uncond=UNCOND_CONVENTION)

@@ -2,45 +2,27 @@
 
 A low-denoise inpaint keeps the target's pose and light but cannot move a face far from what it
 starts with; starting from the source face, aligned and colour-matched, lets a moderate denoise
-(0.65 by default) keep the identity and fix the seams. The alignment is a similarity transform
-(rotation, uniform scale, translation) fitted to the five detector landmarks, not a box-to-box
-resize, so eyes and mouth land where the target's are.
+(0.65 by default) keep the identity and fix the seams. The alignment is the least-squares
+similarity transform (rotation, uniform scale, translation) of the five detector landmarks
+(core.faces.align), not a box-to-box resize, so eyes and mouth land where the target's are.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..faces.colour import match_color
-
-
-def similarity_transform(src_kps: np.ndarray, dst_kps: np.ndarray) -> np.ndarray:
-    """2×3 matrix mapping source landmarks onto target landmarks (least-squares similarity)."""
-    import cv2
-
-    src = np.asarray(src_kps, dtype=np.float32).reshape(-1, 2)
-    dst = np.asarray(dst_kps, dtype=np.float32).reshape(-1, 2)
-    if len(src) < 2 or len(src) != len(dst):
-        raise ValueError("a similarity transform needs at least two matching landmarks")
-    matrix, _ = cv2.estimateAffinePartial2D(src, dst, method=cv2.LMEDS)
-    if matrix is None:
-        raise ValueError("the landmarks are degenerate (all on one point)")
-    return matrix.astype(np.float64)
-
-
-def apply_transform(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    return pts @ matrix[:, :2].T + matrix[:, 2]
+from ..faces import align
+from ..faces.colour import match_colour
 
 
 def warp_to(source: np.ndarray, matrix: np.ndarray, out_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """The source image warped into the target frame and a weight that is 1 where real source pixels
-    landed (0 where the warp ran off the source, softly eroded so no black border blends in)."""
+    """The source image warped into the target frame (antialiased when the source face is the larger)
+    and a weight that is 1 where real source pixels landed (0 where the warp ran off the source,
+    softly eroded so no black border blends in)."""
     import cv2
 
     h, w = out_hw
-    warped = cv2.warpAffine(source, matrix, (w, h), flags=cv2.INTER_LANCZOS4, borderMode=cv2.BORDER_REPLICATE)
-    valid = cv2.warpAffine(np.ones(source.shape[:2], np.float32), matrix, (w, h), flags=cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    warped = align.warp(source, matrix, (w, h), smooth=True)
+    valid = align.warp(np.ones(source.shape[:2], np.float32), matrix, (w, h), border="zero")
     valid = cv2.erode(valid, np.ones((5, 5), np.uint8))
     return warped, np.clip(valid, 0.0, 1.0)
 
@@ -63,8 +45,8 @@ def prepaste_face(target: np.ndarray, target_kps: np.ndarray, mask: np.ndarray, 
     target's own) and the landmark fit error in pixels (mean distance after the warp)."""
     from .crop import mask_bbox
 
-    matrix = similarity_transform(source_kps, target_kps)
-    err = float(np.linalg.norm(apply_transform(matrix, source_kps) - np.asarray(target_kps), axis=1).mean())
+    matrix = align.fit_similarity(source_kps, target_kps)
+    err = float(np.linalg.norm(align.transform_points(matrix, source_kps) - np.asarray(target_kps), axis=1).mean())
     out = target.copy()
     box = mask_bbox(mask)
     if box is None:
@@ -84,7 +66,7 @@ def prepaste_face(target: np.ndarray, target_kps: np.ndarray, mask: np.ndarray, 
     if not zone.any():
         return out, err
     if color_strength > 0:
-        warped = match_color(warped, alpha, region, alpha, color_strength)
+        warped = match_colour(warped, region, alpha, strength=color_strength)
     a = alpha[zone][:, None]
     mixed = a * warped[zone].astype(np.float32) + (1 - a) * region[zone].astype(np.float32)
     region[zone] = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)

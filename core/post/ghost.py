@@ -1,7 +1,10 @@
 """Ghost (ai-forever/ghost, Apache-2.0) as a swap model: AEI-Net at 256 px with its own ArcFace.
 
-Ghost aligns faces with the ArcFace template at 224 px and resizes the crop to 256 for the
-generator; the source identity is its iresnet100 on the 224 crop halved to 112, both in [-1, 1] RGB.
+Ghost aligns every face as its training data was cut: insightface 0.2.1's ``estimate_norm(kps, 224,
+mode='None')``, i.e. the least-error one of five pose templates (left profile .. right profile) at
+224 px, per face. The target crop is taken at the generator's 256 px with that same alignment, the
+paste mask follows the chosen template, and the source identity is Ghost's iresnet100 on the source's
+own 224 crop halved to 112, all in [-1, 1] RGB.
 Torch modules are wrapped in ``ManagedModel`` so ComfyUI can move and evict them.
 """
 from __future__ import annotations
@@ -12,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import comfy_adapter
-from ..faces import align as face_paste
+from ..faces import align
 from ..errors import I2PError, model_file_errors
 from ..paths import display
 from ..faces.types import Face
@@ -47,11 +50,18 @@ class GhostSwapper:
         self.path = str(generator_path)
         self.generator = comfy_adapter.ManagedModel(_load(generator_path, ghost.build_aei_net, "Ghost AEI-Net"))
         self.arcface = comfy_adapter.ManagedModel(_load(arcface_path, ghost.build_iresnet, "ArcFace iresnet"))
-        self.template = face_paste.arcface_template(_ALIGN) * (self.crop_size / _ALIGN)
 
-    def affine(self, kps: np.ndarray) -> np.ndarray:
-        m = face_paste.arcface_affine(kps, _ALIGN)
-        return m * (self.crop_size / _ALIGN)
+    @staticmethod
+    def align_224(kps: np.ndarray) -> tuple[np.ndarray, int]:
+        """Ghost's alignment at 224: (affine, index of the chosen pose template in align.POSE_NAMES)."""
+        return align.best_template_affine(kps, align.pose_templates(_ALIGN))
+
+    @classmethod
+    def crop_affine(cls, kps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The generator's 256 crop cut with the 224 alignment, and the chosen template at 256."""
+        m, pose = cls.align_224(kps)
+        k = cls.crop_size / _ALIGN
+        return m * k, align.pose_templates(_ALIGN)[pose] * k
 
     @staticmethod
     def _to_tensor(img: np.ndarray, device):
@@ -67,7 +77,7 @@ class GhostSwapper:
         if image is None:
             raise I2PError(NODE, "source_image", "Ghost needs the source image for its own ArcFace.",
                            "connect the source IMAGE.")
-        crop = face_paste.warp(image, face_paste.arcface_affine(face.kps, _ALIGN), _ALIGN)
+        crop = align.warp(image, self.align_224(face.kps)[0], _ALIGN, border="zero")  # as Ghost's crop
         net = self.arcface.load()
         with torch.inference_mode():
             x = self._to_tensor(crop, self.arcface.load_device)

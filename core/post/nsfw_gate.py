@@ -46,16 +46,23 @@ class NsfwClassifier:
 
     def probability(self, image: np.ndarray) -> float:
         """P(nsfw) for one uint8 RGB image."""
-        import cv2
         import torch
 
-        x = cv2.resize(image, (self.image_size, self.image_size), interpolation=cv2.INTER_LINEAR)
-        x = (x.astype(np.float32) / 255.0 - 0.5) / 0.5
+        x = (_resize(image, self.image_size).astype(np.float32) / 255.0 - 0.5) / 0.5
         net = self.managed.load()
         t = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].to(self.managed.load_device)
         with torch.inference_mode():
             logits = net(pixel_values=t.to(next(net.parameters()).dtype)).logits
         return float(torch.softmax(logits.float(), dim=-1)[0, self.nsfw_index])
+
+
+def _resize(image: np.ndarray, size: int) -> np.ndarray:
+    """(size, size) uint8 RGB as the model's ViTImageProcessor makes it: PIL bilinear, which widens its
+    filter when shrinking (antialiased; cv2's INTER_LINEAR samples 4 pixels and aliases)."""
+    from PIL import Image
+
+    pil = Image.fromarray(np.ascontiguousarray(image, np.uint8))
+    return np.asarray(pil.resize((size, size), resample=Image.Resampling.BILINEAR))
 
 
 def find_model_dir() -> Path | None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import comfy_adapter
-from ..faces import align as face_paste
+from ..faces import align
 from ..errors import I2PError, model_file_errors
 from ..faces.types import Face
 
@@ -124,11 +124,11 @@ def restore_faces(image: np.ndarray, faces: list[Face], restorer: Restorer, stre
         return RestoreResult(image.copy(), union)
     out = image
     size = restorer.size
-    mask = face_paste.face_mask(size, face_paste.ffhq_template(size), erode, blur) * strength
+    mask = align.face_mask(size, align.ffhq_template(size), erode, blur) * strength
     for face in faces:
-        m = face_paste.ffhq_affine(face.kps, size)
-        restored = restorer.restore_crop(face_paste.warp(out, m, size))
-        pasted = face_paste.paste(out, restored, m, mask)
+        m = align.ffhq_affine(face.kps, size)
+        restored = restorer.restore_crop(align.warp(out, m, size))
+        pasted = align.paste(out, restored, m, mask)
         out = pasted.image
         union = np.maximum(union, pasted.mask)
         if progress is not None:

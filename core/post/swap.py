@@ -1,9 +1,9 @@
 """Face swap: which source face goes onto which target face, the inswapper_128 model, and the
 swap -> (boost) -> colour match -> paste-back loop shared by every swap model.
 
-A swap model (inswapper here, Ghost in :mod:`core.ghost_swap`) provides ``crop_size``, ``template``
-(its 5-point alignment template in crop pixels), ``affine(kps)``, ``source_identity(image, face)`` and
-``swap(crop, identity)``. The paste-back is ours, not insightface's ``paste_back=True``: an eroded,
+A swap model (inswapper here, Ghost in :mod:`core.post.ghost`) provides ``crop_size``,
+``crop_affine(kps)`` -> (image->crop affine, the 5-point template in crop pixels the face was aligned
+to, which places the paste mask), ``source_identity(image, face)`` and ``swap(crop, identity)``. The paste-back is ours, not insightface's ``paste_back=True``: an eroded,
 feathered mask limited to the face, so pixels outside it keep their exact values.
 """
 from __future__ import annotations
@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..faces import align as face_paste
+from ..faces import align
+from ..faces.colour import match_colour
 from .. import onnx_sessions
 from ..errors import I2PError, model_file_errors
 from ..paths import display
@@ -107,10 +108,10 @@ class InSwapper:
         self._names = [i.name for i in inputs]
         self._dtypes = [np.float16 if "float16" in i.type else np.float32 for i in inputs]
         self._output = self.session.get_outputs()[0].name
-        self.template = face_paste.arcface_template(self.crop_size)
 
-    def affine(self, kps: np.ndarray) -> np.ndarray:
-        return face_paste.arcface_affine(kps, self.crop_size)
+    def crop_affine(self, kps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """insightface's ``norm_crop`` alignment at 128 (what inswapper was trained on)."""
+        return align.arcface_affine(kps, self.crop_size), align.arcface_template(self.crop_size)
 
     def source_identity(self, image: np.ndarray | None, face: Face) -> np.ndarray:
         if face.embedding is None:
@@ -154,25 +155,23 @@ class SwapResult:
 def swap_one(image: np.ndarray, target: Face, identity: np.ndarray, model, opts: SwapOptions):
     """Swap one face; returns (new image, its blend mask)."""
     size = model.crop_size
-    m = model.affine(target.kps)
-    crop = face_paste.warp(image, m, size)
+    m, template = model.crop_affine(target.kps)
+    crop = align.warp(image, m, size)
     fake = model.swap(crop, identity)
-    mask = face_paste.face_mask(size, model.template, opts.erode, opts.blur)
+    mask = align.face_mask(size, template, opts.erode, opts.blur)
     if opts.colour_correction:
-        fake = face_paste.match_colour(fake, crop, mask)
+        fake = match_colour(fake, crop, mask)
     if opts.boost is not None:
         # carry the low-res swap into the restorer's 512 FFHQ frame, restore there, paste the 512 result
         big = opts.boost.size
-        m_big = face_paste.ffhq_affine(target.kps, big)
-        to_big = face_paste.compose(m_big, face_paste.invert(m))
-        import cv2
-
-        base = face_paste.warp(image, m_big, big)
-        fake_big = cv2.warpAffine(fake, to_big, (big, big), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-        mask_big = cv2.warpAffine(mask, to_big, (big, big), flags=cv2.INTER_LINEAR, borderValue=0.0)
+        m_big = align.ffhq_affine(target.kps, big)
+        to_big = align.compose(m_big, align.invert(m))
+        base = align.warp(image, m_big, big)
+        fake_big = align.warp(fake, to_big, big, smooth=True)  # enlarging: bicubic
+        mask_big = align.warp(mask, to_big, big, border="zero")
         merged = np.clip(np.rint(base + (fake_big.astype(np.float32) - base) * mask_big[..., None]), 0, 255)
         fake, m, mask = opts.boost.restore_crop(merged.astype(np.uint8)), m_big, mask_big
-    pasted = face_paste.paste(image, fake, m, mask)
+    pasted = align.paste(image, fake, m, mask)
     return pasted.image, pasted.mask
 
 
@@ -191,7 +190,7 @@ def swap_faces(image: np.ndarray, targets: list[Face], identities: list[np.ndarr
     result.image = out
     if result.masks:
         width = opts.seam_width or max(4, int(round(0.06 * float(np.mean([targets[t].size for _, t in pairs])))))
-        result.seam = face_paste.seam_band(result.masks, width)
+        result.seam = align.seam_band(result.masks, width)
     else:
         result.seam = np.zeros(image.shape[:2], np.float32)
     return result

@@ -9,7 +9,7 @@ KSampler does per step. Three variants are timed interleaved (plain, patched in 
 patched after stop_at) so that load from other processes hits them alike; medians are reported.
 
 usage (needs a ComfyUI checkout and a Python that imports it; ~6 GB in bf16, so hold the heavy lock):
-    COMFYUI_PATH=/work/comfyui flock /tmp/i2p-heavy.lock /work/comfy-venv/bin/python bench/identity_patch.py \
+    COMFYUI_PATH=/path/to/ComfyUI flock /tmp/i2p-heavy.lock /path/to/comfy-venv/bin/python bench/identity_patch.py \
         --sizes 32 --repeats 5 [--dtype bf16|fp32] [--device cpu|cuda]
 writes bench/results/identity_patch.md
 """

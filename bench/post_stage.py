@@ -106,7 +106,7 @@ def main() -> None:
     rows.append(("inswapper_128 swap + GFPGAN boost", med, times, "inswapper + GFPGAN at 512 (auto precision)"))
     analyzer = fa.load_analyzer("buffalo_l", "CPU")
     med, times = timed(lambda: score.score_pairs(photo, [face], [face], [(0, 0)], analyzer.embed), args.repeats)
-    rows.append(("identity score", med, times, analyzer.describe().splitlines()[0]))
+    rows.append(("identity score", med, times, analyzer.describe().splitlines()[0].replace(str(root), "<models>")))
 
     n_params = {
         "Ghost AEI-Net": sum(p.numel() for p in ghost.generator.module.parameters()),

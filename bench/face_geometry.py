@@ -42,18 +42,10 @@ def main() -> None:
     enc = pack_module("core.identity.encoding")
     gate = pack_module("core.post.nsfw_gate")
 
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:1024, 0:1024].astype(np.float32)
-    photo = np.clip(np.stack([60 + 120 * xx / 1024, 80 + 100 * yy / 1024, 140 + 0 * xx], -1)
-                    + rng.normal(0, 5, (1024, 1024, 3)), 0, 255).astype(np.uint8)
+    from post_stage import frontal_face, scene_photo  # the same photo and face as post_stage.py
 
-    def face(cx: float, cy: float, s: float):
-        kps = np.array([[cx - 0.18 * s, cy - 0.1 * s], [cx + 0.18 * s, cy - 0.1 * s], [cx, cy + 0.05 * s],
-                        [cx - 0.15 * s, cy + 0.25 * s], [cx + 0.15 * s, cy + 0.25 * s]], np.float32)
-        return ft.Face(bbox=np.array([cx - s / 2, cy - s / 2, cx + s / 2, cy + s / 2], np.float32), kps=kps,
-                       det_score=0.9)
-
-    target, source, small = face(512, 480, 300), face(512, 500, 500), face(300, 300, 180)
+    photo = scene_photo(np.random.default_rng(0))
+    target, source, small = (frontal_face(ft, *spec) for spec in ((512, 480, 300), (512, 500, 500), (300, 300, 180)))
 
     class InswapperGeometry:  # inswapper's alignment, the network replaced by a mirror
         crop_size = 128

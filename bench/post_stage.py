@@ -33,6 +33,25 @@ RESULTS = HERE / "results" / "post_stage.md"
 TARGETS = {"inswapper_128 swap": 2.0, "inswapper_128 fp16 swap": 2.0, "Ghost swap": 3.0, "GFPGAN v1.4 restore": 4.0}
 
 
+def scene_photo(rng, size: int = 1024):
+    """The benchmarks' photo: smooth colour gradients plus mild noise (uint8 RGB)."""
+    import numpy as np
+
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    return np.clip(np.stack([60 + 120 * xx / size, 80 + 100 * yy / size, 140 + 0 * xx], -1)
+                   + rng.normal(0, 5, (size, size, 3)), 0, 255).astype(np.uint8)
+
+
+def frontal_face(ft, cx: float, cy: float, s: float, embedding=None):
+    """A Face whose 5 landmarks sit where a frontal face of ``s`` px centred at (cx, cy) has them."""
+    import numpy as np
+
+    kps = np.array([[cx - 0.18 * s, cy - 0.1 * s], [cx + 0.18 * s, cy - 0.1 * s], [cx, cy + 0.05 * s],
+                    [cx - 0.15 * s, cy + 0.25 * s], [cx + 0.15 * s, cy + 0.25 * s]], np.float32)
+    return ft.Face(bbox=np.array([cx - s / 2, cy - s / 2, cx + s / 2, cy + s / 2], np.float32), kps=kps,
+                   det_score=0.9, embedding=embedding)
+
+
 def timed(fn, repeats: int) -> tuple[float, list[float]]:
     fn()  # warm-up (session / weights / allocator)
     times = []
@@ -70,15 +89,9 @@ def main() -> None:
     score = pack_module("core.post.identity_score")
 
     rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:1024, 0:1024].astype(np.float32)
-    photo = np.clip(np.stack([60 + 120 * xx / 1024, 80 + 100 * yy / 1024, 140 + 0 * xx], -1)
-                    + rng.normal(0, 5, (1024, 1024, 3)), 0, 255).astype(np.uint8)
-    cx, cy, s = 512.0, 480.0, 300.0
-    kps = np.array([[cx - 0.18 * s, cy - 0.1 * s], [cx + 0.18 * s, cy - 0.1 * s], [cx, cy + 0.05 * s],
-                    [cx - 0.15 * s, cy + 0.25 * s], [cx + 0.15 * s, cy + 0.25 * s]], np.float32)
+    photo = scene_photo(rng)
     emb = rng.standard_normal(512).astype(np.float32)
-    face = ft.Face(bbox=np.array([cx - s / 2, cy - s / 2, cx + s / 2, cy + s / 2], np.float32), kps=kps,
-                   det_score=0.9, embedding=emb / np.linalg.norm(emb))
+    face = frontal_face(ft, 512.0, 480.0, 300.0, embedding=emb / np.linalg.norm(emb))
     opts = fs.SwapOptions()
     rows = []
 

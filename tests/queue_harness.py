@@ -1,4 +1,4 @@
-"""A real Redis server and real queue workers for the queue tests and bench/queue.py.
+"""A real Redis server and real queue workers for the queue tests and bench/batch_queue.py.
 
 ``RedisServer`` runs the distribution's ``redis-server`` on a free loopback port with its own folder
 (append-only file on, fsync on every write, so a restart keeps every acknowledged write). ``Worker``

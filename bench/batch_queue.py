@@ -11,7 +11,7 @@ The fake's service time is its node work: ``steps x step_delay`` seconds for the
 working node (history_delay 0). Its protocol work (uploads, websocket, /history, /view) counts as
 overhead of a job, as with a real server, and is in the direct run too.
 
-usage: .venv/bin/python bench/queue.py [--submitters 50] [--per-submitter 1] [--service 2.0 0.5]
+usage: .venv/bin/python bench/batch_queue.py [--submitters 50] [--per-submitter 1] [--service 2.0 0.5]
 writes bench/results/queue.md (needs redis-server and the [queue] extra)
 """
 from __future__ import annotations
@@ -20,9 +20,6 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-# This file is named queue.py: its folder must not be on the import path, or it shadows the standard
-# library's queue module for everything imported after it.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 import argparse  # noqa: E402
@@ -170,7 +167,7 @@ def main() -> None:
         f"{redis_server_version()}; load average at the end {load[0]:.1f} / {load[1]:.1f} (1 / 5 min). The machine "
         "is shared: other jobs ran at the same time, and the fake servers, workers, Redis and the submitters "
         "all share its 2 cores, so the figures are pessimistic.",
-        f"Run: `.venv/bin/python bench/queue.py --submitters {args.submitters} --per-submitter {args.per_submitter} "
+        f"Run: `.venv/bin/python bench/batch_queue.py --submitters {args.submitters} --per-submitter {args.per_submitter} "
         f"--servers {args.servers} --service {' '.join(f'{s:g}' for s in args.service)}` on "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
         f"Setup: a local redis-server (append-only file, fsync always), {args.servers} fake ComfyUI servers "

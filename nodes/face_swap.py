@@ -194,7 +194,8 @@ class I2PFaceSwap:
                 lines.append(f"image {b}: " + "; ".join(res.lines))
         head = [model.describe() + (f", boost: {boost.describe()}" if boost else "")]
         text = "\n".join(head + lines + ["licences:"] + [f"  {x}" for x in licences])
-        faces_out = Faces(sets=swapped_sets, analyzer=target_faces.analyzer)
+        faces_out = Faces(sets=swapped_sets, analyzer=target_faces.analyzer,
+                          recognizer=getattr(target_faces, "recognizer", ""))
         return {"ui": {"text": [text]},
                 "result": (from_rgb_uint8(out_images), from_mask_arrays(seams), faces_out, text)}
 

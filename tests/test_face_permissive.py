@@ -160,3 +160,20 @@ def test_auto_prompt_fallback_says_there_is_no_gender_or_age(analyzer, monkeypat
     description, status = result[2], result[3]
     assert description == "a photo of a person"  # no invented gender or age
     assert status.startswith("FALLBACK local template (no gender/age: the face analyzer has no gender/age model")
+
+
+def test_faceid_and_inswapper_refuse_auraface_faces(analyzer):
+    """They were trained on buffalo_l's ArcFace space: an AuraFace embedding would give another person."""
+    img = astronaut()
+    faces = ft.Faces(sets=[ft.FaceSet(image_size=img.shape[:2], faces=analyzer.detect(img)[:1])],
+                     recognizer=analyzer.recognizer)
+    apply = pack_module("core.identity.apply")
+    with pytest.raises(errors.I2PError) as info:
+        apply.build_identity("faceid", [img], faces)
+    assert info.value.input_name == "faces" and "AuraFace embeddings" in str(info.value)
+    swap = pack_module("nodes.face_swap").I2PFaceSwap()
+    tensor = images.from_rgb_uint8([img])
+    with pytest.raises(errors.I2PError) as info:
+        swap.swap(tensor, faces, tensor, faces, "inswapper_128.onnx", "", "", "CPU", "none", True, 0.05, 0.08, 0,
+                  "off", 0.8)
+    assert info.value.input_name == "source_faces" and "inswapper_128.onnx" in str(info.value)

@@ -157,3 +157,43 @@ def test_without_a_prompt_warn_says_so_and_require_commercial_refuses():
     assert "nothing checked" in text
     with pytest.raises(errors.I2PError, match="nothing can be verified"):
         node().check(img, "require commercial")
+
+
+# ----------------------------------------------------------------------------- real ComfyUI tier
+@pytest.mark.comfyui
+@pytest.mark.slow
+def test_require_commercial_stops_a_graph_in_real_comfyui_before_any_face_is_detected(comfyui_server):
+    """In a real ComfyUI: the hidden PROMPT reaches the node, and with one non-commercial node added to
+    the shipped commercial graph (an inswapper swap after the inpaint) the run stops at the check,
+    naming it, before any node that works on the photos has run. Needs the commercial graph's models
+    (I2P_COMFY_TEST_MODELS=yunet-2023mar,auraface-v1,realvisxl-v4-inpainting,gfpgan-v1.4)."""
+    import io
+
+    from PIL import Image
+    from skimage import data as skdata
+
+    buf = io.BytesIO()
+    Image.fromarray(skdata.astronaut()).save(buf, format="PNG")
+    name = comfyui_server.upload_image(buf.getvalue(), "i2p_licence_ref.png")
+    prompt = api("commercial_portrait")
+    for node_ in prompt.values():
+        if node_["class_type"] == "LoadImage":
+            node_["inputs"]["image"] = name
+    inpaint = next(nid for nid, n in prompt.items() if n["class_type"] == "I2PFaceInpaint")
+    detect = [nid for nid, n in prompt.items() if n["class_type"] == "I2PDetectFaces"]
+    prompt["900"] = {"class_type": "I2PFaceSwap", "_meta": {"title": "Added swap"},
+                     "inputs": {"image": [inpaint, 0], "target_faces": [detect[0], 0], "source_image": [inpaint, 0],
+                                "source_faces": [detect[1], 0], "swap_model": "inswapper_128.onnx",
+                                "content_safety": "off"}}
+    spec = load_pack().NODE_CLASS_MAPPINGS["I2PFaceSwap"].INPUT_TYPES()["required"]
+    for key, value in spec.items():  # every other widget at its default
+        if key not in prompt["900"]["inputs"]:
+            opts = value[1]
+            prompt["900"]["inputs"][key] = opts["default"] if "default" in opts else value[0][0]
+    run = comfyui_server.run_prompt(prompt, timeout=600)
+    err = run.error
+    assert err is not None, comfyui_server.log_tail(40)
+    assert err["node_type"] == "I2PLicenseCheck", err
+    assert "#900 'Added swap' (I2PFaceSwap): insightface/inswapper_128.onnx (non-commercial)" in err["exception_message"]
+    ran = {prompt[e["node"]]["class_type"] for e in run.of_type("executing") if e.get("node") in prompt}
+    assert ran <= {"LoadImage", "CheckpointLoaderSimple", "I2PFaceAnalyzerLoader", "I2PLicenseCheck"}, ran

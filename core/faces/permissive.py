@@ -157,3 +157,13 @@ class PermissiveAnalyzer:
         feat = np.asarray(self.rec.get_feat(crop), np.float32).reshape(-1)
         norm = float(np.linalg.norm(feat))
         return feat / norm if norm > 0 and np.isfinite(norm) else np.zeros_like(feat)
+
+
+def refuse_auraface(faces, node: str, input_name: str, model: str) -> None:
+    """Models trained on buffalo_l's ArcFace embeddings (FaceID, inswapper) would silently turn AuraFace
+    embeddings into a wrong identity: say so instead."""
+    if getattr(faces, "recognizer", "") == RECOGNIZER_NAME:
+        raise I2PError(node, input_name, f"these faces carry AuraFace embeddings, but {model} was trained on "
+                       "buffalo_l's ArcFace embeddings and would produce a different person.",
+                       "detect these faces with the buffalo_l analyzer (non-commercial), or use the commercial "
+                       "path without it (pre-paste + simple inpaint: the commercial_portrait workflow).")

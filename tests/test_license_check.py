@@ -144,6 +144,13 @@ def test_every_pack_node_with_a_model_choice_is_known_to_the_audit():
                     assert audit.pack_files(name, {}) is not None, f"{name}.{input_name} is not audited"
 
 
+def test_files_a_workflow_needs_are_the_files_the_check_reports():
+    """portrait downloads what the workflow loads: one reading of the prompt, not two."""
+    needed = [m.id for m in pack_module("models.workflow_models").models_for_prompt(api("commercial_portrait"))]
+    assert needed == ["yunet-2023mar", "auraface-v1", "gfpgan-v1.4", "realvisxl-v4-inpainting"]
+    assert not any(m.startswith(("buffalo_l", "bisenet")) for m in needed)
+
+
 def test_gemini_node_is_named_as_a_service():
     text = audit.audit(api("auto_prompt")).report()
     assert "Gemini API" in text

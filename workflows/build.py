@@ -126,6 +126,14 @@ def inpaint(g: Graph, model, pos, neg, ckpt, image, face_mask, faces, denoise: f
                  cfg=CFG, sampler_name="dpmpp_2m", scheduler="karras", denoise=denoise, target_size=1024)
 
 
+def simple_inpaint(g: Graph, ckpt, pos, neg, image, face_mask, faces, title: str = "Simple inpaint (denoise 0.65)"):
+    """The pre-paste graphs' inpaint: the plain checkpoint (no identity model) at denoise 0.65, which keeps
+    the pasted identity and repairs seams and light."""
+    return g.add("I2PFaceInpaint", "Inpaint", title, model=ckpt["MODEL"], positive=pos[0], negative=neg[0],
+                 vae=ckpt["VAE"], image=image, mask=face_mask["mask"], faces=faces["faces"], seed=42, steps=STEPS,
+                 cfg=CFG, sampler_name="dpmpp_2m", scheduler="karras", denoise=0.65, target_size=1024)
+
+
 def swap_restore(g: Graph, image, targets, face, source_faces, target_indices: str = "", source_indices: str = "",
                  title: str = "Face swap (inswapper_128)"):
     swap = g.add("I2PFaceSwap", "Swap and restore", title, image=image, target_faces=targets["faces"],
@@ -287,10 +295,7 @@ def pre_paste(schemas) -> Graph:
     pasted = g.add("I2PFacePrePaste", "Inpaint", "Face pre-paste", image=i["ref"]["IMAGE"], mask=m["mask"],
                    faces=a["targets"]["faces"], source_image=i["face"]["IMAGE"], source_faces=src["faces"])
     pos, neg = prompts(g, ckpt)
-    inp = g.add("I2PFaceInpaint", "Inpaint", "Simple inpaint (denoise 0.65)", model=ckpt["MODEL"], positive=pos[0],
-                negative=neg[0], vae=ckpt["VAE"], image=pasted["image"], mask=m["mask"], faces=a["targets"]["faces"],
-                seed=42, steps=STEPS, cfg=CFG, sampler_name="dpmpp_2m", scheduler="karras", denoise=0.65,
-                target_size=1024)
+    inp = simple_inpaint(g, ckpt, pos, neg, pasted["image"], m, a["targets"])
     finish(g, inp["image"], a["analyzer"], a["targets"], src, "pre_paste")
     return g
 
@@ -300,12 +305,6 @@ def box_mask(g: Graph, ref, faces, title: str):
     weights are MIT but trained on CelebAMask-HQ, whose images are for non-commercial research only."""
     return g.add("I2PFaceBoxMask", "Face analysis", title, image=ref["IMAGE"], faces=faces["faces"],
                  shape="ellipse", expand=0.1, blur=12)
-
-
-def simple_inpaint(g: Graph, ckpt, pos, neg, image, face_mask, faces, title: str = "Simple inpaint (denoise 0.65)"):
-    return g.add("I2PFaceInpaint", "Inpaint", title, model=ckpt["MODEL"], positive=pos[0], negative=neg[0],
-                 vae=ckpt["VAE"], image=image, mask=face_mask["mask"], faces=faces["faces"], seed=42, steps=30,
-                 cfg=5.0, sampler_name="dpmpp_2m", scheduler="karras", denoise=0.65, target_size=1024)
 
 
 COMMERCIAL_STEPS = [

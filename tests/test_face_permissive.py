@@ -80,7 +80,17 @@ def test_large_images_are_scaled_to_det_size_and_coordinates_come_back(analyzer)
     faces = analyzer.detect(big, det_size=640)
     a = min(faces, key=lambda f: f.det_score)
     np.testing.assert_allclose(a.bbox, np.array([0.348, 0.129, 0.523, 0.344]) * 1536, atol=6)
-    assert analyzer.detect(np.zeros((300, 300, 3), np.uint8)) == []
+    calls = []
+    original = analyzer._detect_at
+    analyzer._detect_at = lambda bgr, scale, thr: calls.append(scale) or original(bgr, scale, thr)
+    try:
+        assert analyzer.detect(np.zeros((300, 300, 3), np.uint8)) == []  # no face: smaller sizes tried ...
+        assert calls == [1.0]  # ... but a 300 px image is never scaled, so it is looked at once
+        calls.clear()
+        analyzer.detect(np.zeros((1280, 1280, 3), np.uint8), det_size=640)
+        assert calls == [0.5, 0.45, 0.4, 0.35, 0.3, 0.25]  # 640, 576, ... 320 px
+    finally:
+        del analyzer._detect_at
 
 
 def test_loader_offers_it_reports_licences_and_no_gender(fa, pm, test_models):

@@ -110,10 +110,11 @@ class PermissiveAnalyzer:
         h, w = bgr.shape[:2]
         det_size = max(32, int(det_size) // 32 * 32)
         sizes = [det_size] + list(range(det_size - RETRY_STEP, MIN_RETRY_SIZE - 1, -RETRY_STEP))
+        scales = list(dict.fromkeys(min(1.0, size / max(h, w)) for size in sizes))  # small images: once
         with self._lock:
             rows = np.zeros((0, 15), np.float32)
-            for size in sizes:
-                rows = self._detect_at(bgr, min(1.0, size / max(h, w)), float(threshold))
+            for scale in scales:
+                rows = self._detect_at(bgr, scale, float(threshold))
                 if len(rows):
                     break
             order = np.argsort(-rows[:, 14], kind="stable")

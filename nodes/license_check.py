@@ -41,8 +41,10 @@ class I2PLicenseCheck:
             "required": {
                 "images": ("IMAGE", {"tooltip": "A photo the graph works on; passed through unchanged."}),
                 "mode": (MODES, {"default": "warn",
-                                 "tooltip": "warn: report and continue. require commercial: stop the run if any "
-                                            "file is non-commercial or of unknown licence."}),
+                                 "tooltip": "warn: report and continue (cached like any node: the report refreshes "
+                                            "when the photos or mode change). require commercial: checked on "
+                                            "every run; stops the run if any file is non-commercial or of "
+                                            "unknown licence."}),
             },
             "optional": {
                 "images_2": ("IMAGE", {"tooltip": "Another photo (e.g. the face photo), passed through unchanged."}),
@@ -50,6 +52,15 @@ class I2PLicenseCheck:
             },
             "hidden": {"prompt": "PROMPT", "unique_id": "UNIQUE_ID"},
         }
+
+    @classmethod
+    def IS_CHANGED(cls, mode="warn", **_):
+        """ComfyUI caches a node whose inputs did not change, and the rest of the graph is not among this
+        node's inputs: a cached gate would let a newly added non-commercial loader through. So 'require
+        commercial' re-checks on every run (NaN never equals itself); the price is that the nodes after it
+        are not served from ComfyUI's cache between runs. 'warn' keeps caching: its report refreshes when
+        the photos or the mode change."""
+        return float("nan") if mode == "require commercial" else mode
 
     def check(self, images, mode, images_2=None, images_3=None, prompt=None, unique_id=None):
         from ..models.audit import audit

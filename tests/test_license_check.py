@@ -156,6 +156,15 @@ def test_gemini_node_is_named_as_a_service():
     assert "Gemini API" in text
 
 
+def test_require_commercial_is_never_served_from_comfyuis_cache():
+    """ComfyUI reuses a node whose inputs did not change; the graph around the check is not among its
+    inputs, so the gate must re-run every time (IS_CHANGED NaN), while warn keeps caching."""
+    cls = load_pack().NODE_CLASS_MAPPINGS["I2PLicenseCheck"]
+    gate = cls.IS_CHANGED(mode="require commercial", images=None)
+    assert gate != gate  # NaN: never equal to the last run's value
+    assert cls.IS_CHANGED(mode="warn", images=None) == cls.IS_CHANGED(mode="warn", images=None)
+
+
 def test_without_a_prompt_warn_says_so_and_require_commercial_refuses():
     import torch
 

@@ -114,6 +114,8 @@ def pack_files(class_type: str, inputs: dict) -> list[tuple[str, str, str]] | No
         return out
     if class_type == "I2PFaceParsingMask":
         return [("parsing_model", "facedetection", value("parsing_model"))]
+    if class_type == "I2PLoadIdentity":  # the user's own file; its licence is that of the models that made it
+        return [("identity_file", "identities", value("identity_file"))]
     if class_type == "I2PFaceRestore":
         return [("restore_model", "facerestore_models", value("restore_model"))]
     if class_type == "I2PFaceSwap":

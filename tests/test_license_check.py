@@ -112,6 +112,13 @@ def test_same_file_name_in_another_pack_is_not_taken_for_auraface():
     assert manifest.by_filename("loras", "ipadapter/ip-adapter-faceid-plusv2_sdxl_lora.safetensors") is not None
 
 
+def test_a_saved_identity_is_of_unknown_licence():
+    """It holds embeddings made by whatever models were used when it was saved: never called clean."""
+    prompt = {"1": {"class_type": "I2PLoadIdentity", "inputs": {"identity_file": "person.safetensors"}}}
+    [found] = audit.audit(prompt).files
+    assert found.file == "identities/person.safetensors" and found.verdict == "unknown"
+
+
 def test_swap_node_files_follow_its_widgets():
     ghost = audit.pack_files("I2PFaceSwap", {"swap_model": "ghost/G_unet_2blocks.pth", "resolution_boost": "none",
                                              "content_safety": "off"})

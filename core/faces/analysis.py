@@ -94,8 +94,8 @@ def _unreadable_pack_error(pack_dir: Path, exc: Exception) -> I2PError:
             break
     if bad == pack_dir:
         return unreadable(NODE, "pack", pack_dir, "an InsightFace pack", exc, folder="insightface")
-    return unreadable(NODE, "pack", bad, "an ONNX graph", exc, manifest.id_for("insightface", bad.name),
-                      "insightface")
+    model_id = manifest.id_for("insightface", f"models/{pack_dir.name}/{bad.name}")  # a file of this pack only
+    return unreadable(NODE, "pack", bad, "an ONNX graph", exc, model_id, "insightface")
 
 
 def resolve_providers(provider: str) -> tuple[list[str], list[str]]:

@@ -76,7 +76,8 @@ def licence_summary(needed) -> str:
         use = "commercial use allowed" if commercial else "NON-COMMERCIAL use only"
         lines.append(f"  {use}: {', '.join(names)} - {text} ({url})")
     blocked = [m.id for m in needed if not m.commercial]
-    lines.append("  => this result may NOT be used commercially (docs/models.md: the commercial path)" if blocked
+    lines.append("  => this result may NOT be used commercially (docs/models.md, 'Commercial use': the "
+                 "commercial_portrait workflow)" if blocked
                  else "  => every model file used allows commercial use")
     return "\n".join(lines)
 

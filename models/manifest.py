@@ -2,8 +2,10 @@
 used for.
 
 Folders and file names are the ones users already have from IPAdapter_plus and ReActor, so an
-existing install works without moving anything. ``commercial`` is False wherever the licence forbids
-commercial use; nodes show ``license`` next to the model so nobody has to guess.
+existing install works without moving anything. ``license`` is the licence the publisher gives for the
+weights and ``commercial`` follows it (False wherever it forbids commercial use); ``caveat`` says where
+the training data carries other terms (CelebAMask-HQ, FFHQ, ...), which the weight licence cannot settle.
+Nodes show all three next to the model so nobody has to guess.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ MODEL_FOLDERS: dict[str, set[str]] = {
     "ipadapter": {".bin", ".safetensors"},
     "insightface": {".onnx", ".pth", ".pt", ".safetensors"},
     "facerestore_models": {".pth", ".pt", ".safetensors", ".onnx"},
-    "facedetection": {".pth", ".pt", ".safetensors"},
+    "facedetection": {".pth", ".pt", ".safetensors", ".onnx"},
     "ghost": {".pth", ".pt", ".safetensors", ".onnx"},
     "nsfw_detector": {".onnx", ".safetensors", ".json", ".pth"},
     "identities": {".safetensors"},  # I2P Save / Load Face Identity (written by the pack, not downloaded)
@@ -41,6 +43,8 @@ class ModelFile:
     description: str = ""
     aliases: tuple[str, ...] = field(default_factory=tuple)  # other names the same file goes by
     group: str = ""  # files that only work together (e.g. the five buffalo_l graphs)
+    caveat: str = ""  # training-data terms the weight licence does not cover
+
 
     @property
     def relpath(self) -> str:
@@ -49,7 +53,8 @@ class ModelFile:
     @property
     def license_line(self) -> str:
         use = "commercial use allowed" if self.commercial else "NON-COMMERCIAL use only"
-        return f"{self.filename}: {self.license} ({use}) - {self.license_url}"
+        caveat = f" Caveat: {self.caveat}" if self.caveat else ""
+        return f"{self.filename}: {self.license} ({use}) - {self.license_url}{caveat}"
 
 
 MODELS: tuple[ModelFile, ...] = ()  # filled in below, stage by stage
@@ -69,10 +74,19 @@ def by_id(model_id: str) -> ModelFile:
 
 
 def by_filename(folder: str, filename: str) -> ModelFile | None:
-    """The manifest entry for a file a user picked in a combo (by name or alias), if any."""
+    """The manifest entry for a file a user picked in a combo (by name or alias), if any.
+
+    A file at the top of its folder is also recognised in a sub-folder (``loras/ipadapter/x``); a file
+    that lives inside a pack folder only under its own path, because packs reuse names for different
+    weights (AuraFace's ``glintr100.onnx`` is Apache-2.0, antelopev2's file of that name is not).
+    """
     base = filename.replace("\\", "/")
     for m in MODELS:
-        if m.folder == folder and (base == m.filename or base in m.aliases or base.split("/")[-1] == m.filename.split("/")[-1]):
+        if m.folder != folder:
+            continue
+        if base == m.filename or base in m.aliases:
+            return m
+        if "/" not in m.filename and base.split("/")[-1] == m.filename:
             return m
     return None
 
@@ -167,6 +181,27 @@ _register(
              "df5c06b8a0c12e422b2ed8947b8869faa4105387f199c477af038aa01f9a45cc"),
         )
     ],
+    # ---- permissive face analysis (YuNet + AuraFace) ---------------------------------------------
+    # YuNet 2023mar: OpenCV Zoo (MIT), run by OpenCV's own cv2.FaceDetectorYN. sha256 + size: the Hugging
+    # Face LFS object of opencv/face_detection_yunet, pinned with these values by several projects.
+    ModelFile("yunet-2023mar", "facedetection", "face_detection_yunet_2023mar.onnx", 232589,
+              "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",
+              "https://huggingface.co/opencv/face_detection_yunet/resolve/main/face_detection_yunet_2023mar.onnx",
+              "MIT (OpenCV Zoo, YuNet)", "https://github.com/opencv/opencv_zoo/tree/main/models/face_detection_yunet",
+              True, "I2P Face Analyzer Loader (YuNet + AuraFace)", "YuNet face detector: boxes + 5 landmarks",
+              group="yunet+auraface",
+              caveat="trained on WIDER FACE (web images), whose own terms the MIT licence does not cover"),
+    # AuraFace v1 (fal, Apache-2.0): ArcFace-style IResNet-100 on the 112 px ArcFace crop, 512-d. Stored
+    # where fal's own instructions put it (models/auraface, an InsightFace-style pack folder). sha256 +
+    # size: the Hugging Face LFS object of fal/AuraFace-v1 as pinned by two independent projects.
+    # fal's repository also holds scrfd_10g_bnkps.onnx: InsightFace's SCRFD (the bytes of buffalo_l's
+    # det_10g.onnx), non-commercial, and not used by this pack.
+    ModelFile("auraface-v1", "insightface", "models/auraface/glintr100.onnx", 260694151,
+              "a7933ea5330113b01c9b60351d8f4c33003f145d8470ac5f0e52ee2effe25c60",
+              "https://huggingface.co/fal/AuraFace-v1/resolve/main/glintr100.onnx",
+              "Apache-2.0 (fal AuraFace-v1)", "https://huggingface.co/fal/AuraFace-v1", True,
+              "I2P Face Analyzer Loader (YuNet + AuraFace), I2P Identity Score",
+              "AuraFace face recognition: 512-d identity embedding", group="yunet+auraface"),
     # ---- face parsing ----------------------------------------------------------------------------
     # size: SimpleSDXL's model list (facexlib's file); no published sha256 found -> download needs
     # --allow-unverified. ReActor/CodeFormer fetch the same name from sczhou/CodeFormer v0.1.0.
@@ -174,7 +209,10 @@ _register(
               "https://github.com/xinntao/facexlib/releases/download/v0.2.0/parsing_bisenet.pth",
               "MIT (face-parsing.PyTorch / facexlib)", "https://github.com/zllrunning/face-parsing.PyTorch",
               True, "I2P Face Parsing Mask", "BiSeNet, 19 CelebAMask-HQ classes",
-              aliases=("79999_iter.pth",)),
+              aliases=("79999_iter.pth",),
+              caveat="trained on CelebAMask-HQ, whose images are restricted to non-commercial research and "
+                     "educational use by the dataset's publishers; the MIT licence of the weights does not "
+                     "settle that (the commercial workflow uses I2P Face Box Mask instead)"),
     # ---- face swap -------------------------------------------------------------------------------
     # sha256 + size: ReActor README, deep-live-cam manifest and several projects pinning this URL.
     ModelFile("inswapper_128", "insightface", "inswapper_128.onnx", 554253681,
@@ -208,7 +246,9 @@ _register(
               "https://github.com/TencentARC/GFPGAN/releases/download/v1.3.0/GFPGANv1.4.pth",
               "Apache-2.0 (GFPGAN; includes NVIDIA StyleGAN2 ops licence terms)",
               "https://github.com/TencentARC/GFPGAN/blob/master/LICENSE", True, "I2P Face Restore",
-              "GFPGAN v1.4 face restoration (loaded through spandrel)"),
+              "GFPGAN v1.4 face restoration (loaded through spandrel)",
+              caveat="trained on FFHQ, which NVIDIA publishes under CC BY-NC-SA 4.0; whether those terms "
+                     "reach weights trained on it is a question for your legal review"),
     # ---- content safety --------------------------------------------------------------------------
     # ReActor's vit-base-nsfw-detector folder holds AdamCodd/vit-base-nsfw-detector (ViT-B/16, 384 px,
     # labels sfw/nsfw). sha256: SwarmUI-FaceTools; config.json: 715 bytes per the hub listing, no
@@ -229,7 +269,10 @@ _register(
     # "V4.0 Inpainting" version on the Civitai model page: a manual download, no sha256 here.
     ModelFile("realvisxl-v4-inpainting", "checkpoints", "RealVisXL_V4.0_inpainting.safetensors", 0, "",
               "https://civitai.com/models/139562",
-              "CreativeML OpenRAIL++-M (use restrictions apply)", "https://huggingface.co/SG161222/RealVisXL_V4.0",
+              "CreativeML Open RAIL++-M (the publisher's licence, openrail++ on the model card: commercial use "
+              "allowed under the use-based restrictions of its Attachment A)",
+              "https://huggingface.co/SG161222/RealVisXL_V4.0",
               True, "CheckpointLoaderSimple (core) -> I2P Face Inpaint",
-              "SDXL 9-channel inpainting checkpoint (RealVisXL V4.0)"),
+              "SDXL 9-channel inpainting checkpoint (RealVisXL V4.0)",
+              caveat="a fine-tune of SDXL 1.0, whose web-scale training data has no licence statement of its own"),
 )

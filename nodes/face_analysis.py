@@ -12,18 +12,20 @@ NO_FACE_CHOICES = ["error", "pass through"]
 
 def _packs() -> list[str]:
     from ..core.faces.analysis import list_packs
+    from ..core.faces.permissive import PACK
 
     try:
         return list_packs()
     except OSError:
-        return ["buffalo_l"]
+        return ["buffalo_l", PACK]
 
 
 class I2PFaceAnalyzerLoader:
     DESCRIPTION = (
-        "Loads an InsightFace pack (buffalo_l: SCRFD detector, ArcFace identity, gender/age, landmarks) from "
-        "models/insightface/models/<pack>. Reports the execution provider each model really runs on. "
-        "InsightFace models are licensed for non-commercial research use only."
+        "Loads the face analyzer: an InsightFace pack (buffalo_l: SCRFD detector, ArcFace identity, gender/age, "
+        "landmarks; NON-COMMERCIAL licence) from models/insightface/models/<pack>, or 'YuNet + AuraFace "
+        "(commercial)': YuNet (MIT) detection and AuraFace (Apache-2.0) identity, no gender/age. Reports the "
+        "execution provider each model really runs on and the licence of each file."
     )
     CATEGORY = "IP-to-Portrait/faces"
     FUNCTION = "load"
@@ -39,8 +41,11 @@ class I2PFaceAnalyzerLoader:
         return {
             "required": {
                 "pack": (_packs(), {"default": "buffalo_l",
-                                    "tooltip": "Folder under models/insightface/models. buffalo_l is what "
-                                               "IPAdapter_plus and ReActor use."}),
+                                    "tooltip": "buffalo_l (what IPAdapter_plus and ReActor use; non-commercial), "
+                                               "'YuNet + AuraFace (commercial)' (facedetection/"
+                                               "face_detection_yunet_2023mar.onnx + insightface/models/auraface/"
+                                               "glintr100.onnx), or another folder under "
+                                               "models/insightface/models."}),
                 "provider": (PROVIDER_CHOICES, {"default": "auto",
                                                 "tooltip": "ONNX execution provider. auto = the best one this "
                                                            "onnxruntime offers. CUDA needs onnxruntime-gpu."}),
@@ -51,9 +56,15 @@ class I2PFaceAnalyzerLoader:
         from ..core.faces.analysis import load_analyzer
         from ..models import manifest
 
+        from ..core.faces.permissive import DETECTOR, PACK, RECOGNIZER
+
         analyzer = load_analyzer(pack, provider)
-        licence = manifest.license_text("insightface", f"models/{pack}/det_10g.onnx") if pack == "buffalo_l" \
-            else f"{pack}: InsightFace pack - check its licence (InsightFace models are non-commercial)."
+        if pack == PACK:
+            licence = "\n  ".join(manifest.license_text(folder, name) for folder, name, _ in (DETECTOR, RECOGNIZER))
+        elif pack == "buffalo_l":
+            licence = manifest.license_text("insightface", f"models/{pack}/det_10g.onnx")
+        else:
+            licence = f"{pack}: InsightFace pack - check its licence (InsightFace models are non-commercial)."
         text = analyzer.describe() + "\nlicence: " + licence
         return {"ui": {"text": [text]}, "result": (analyzer, text)}
 
@@ -87,7 +98,9 @@ class I2PDetectFaces:
                                        "tooltip": "Which faces to keep, as positions in that order: '0' = the "
                                                   "first, '1,0' = second then first. Empty = all."}),
                 "gender": (list(GENDERS), {"default": "any",
-                                           "tooltip": "Keep only faces the gender model reads as this."}),
+                                           "tooltip": "Keep only faces the gender model reads as this. Needs an "
+                                                      "analyzer with a gender model (buffalo_l); YuNet + AuraFace "
+                                                      "has none."}),
                 "min_size": ("INT", {"default": 0, "min": 0, "max": 8192, "step": 1,
                                      "tooltip": "Ignore faces smaller than this (pixels, geometric mean of "
                                                 "box width and height)."}),
@@ -114,6 +127,10 @@ class I2PDetectFaces:
         if not hasattr(analyzer, "detect"):
             raise I2PError(node, "analyzer", "this is not a face analyzer.",
                            "connect the output of I2P Face Analyzer Loader.")
+        if gender != "any" and getattr(analyzer, "genderage", None) is None:
+            raise I2PError(node, "gender", f"the analyzer '{getattr(analyzer, 'pack', '?')}' has no gender model, "
+                           f"so gender='{gender}' cannot tell anyone apart (it would guess).",
+                           "set gender to 'any' and choose the faces with 'order' and 'indices', or use buffalo_l.")
         images = image_input(image, node, "image")
         try:
             parse_indices(indices)
@@ -151,7 +168,7 @@ class I2PDetectFaces:
                 from PIL import Image
 
                 progress.update(1, preview=Image.fromarray(preview))
-        faces = Faces(sets=sets, analyzer=analyzer.device_label)
+        faces = Faces(sets=sets, analyzer=analyzer.device_label, recognizer=getattr(analyzer, "recognizer", ""))
         return (faces, from_rgb_uint8(previews), "\n".join(lines))
 
 

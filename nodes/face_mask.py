@@ -78,7 +78,8 @@ class I2PFaceParsingMask:
         "Makes the mask of what gets repainted: each selected face is aligned, upscaled to 512x512 and "
         "parsed by BiSeNet (19 face classes), and the parse is mapped back onto the image. Choose which "
         "parts count (hair, neck, ears, glasses, hat), then expand, pad and soften the edge. "
-        "parsing_bisenet.pth: MIT licence."
+        "parsing_bisenet.pth: MIT licence, but trained on CelebAMask-HQ (non-commercial dataset terms); "
+        "I2P Face Box Mask needs no model."
     )
     CATEGORY = "IP-to-Portrait/faces"
     FUNCTION = "make_mask"

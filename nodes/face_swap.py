@@ -133,6 +133,10 @@ class I2PFaceSwap:
         for name, faces in (("target_faces", target_faces), ("source_faces", source_faces)):
             if not isinstance(faces, Faces):
                 raise I2PError(NODE, name, "this is not a FACES value.", "connect the faces output of I2P Detect Faces.")
+        if not swap_model.startswith(GHOST_PREFIX):  # Ghost embeds the source itself, with its own ArcFace
+            from ..core.faces.permissive import refuse_auraface
+
+            refuse_auraface(source_faces, NODE, "source_faces", swap_model)
         targets = image_input(image, NODE, "image")
         sources = image_input(source_image, NODE, "source_image")
         if len(target_faces.sets) not in (1, len(targets)):
@@ -194,7 +198,8 @@ class I2PFaceSwap:
                 lines.append(f"image {b}: " + "; ".join(res.lines))
         head = [model.describe() + (f", boost: {boost.describe()}" if boost else "")]
         text = "\n".join(head + lines + ["licences:"] + [f"  {x}" for x in licences])
-        faces_out = Faces(sets=swapped_sets, analyzer=target_faces.analyzer)
+        faces_out = Faces(sets=swapped_sets, analyzer=target_faces.analyzer,
+                          recognizer=getattr(target_faces, "recognizer", ""))
         return {"ui": {"text": [text]},
                 "result": (from_rgb_uint8(out_images), from_mask_arrays(seams), faces_out, text)}
 

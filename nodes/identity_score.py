@@ -11,9 +11,10 @@ NODE = "I2P Identity Score"
 
 class I2PIdentityScore:
     DESCRIPTION = (
-        "Judges a result by a number: the cosine similarity of ArcFace embeddings (the analyzer's "
-        "recognition model, buffalo_l: NON-COMMERCIAL) between each face of the result and the source face "
-        "that was put there. Same person ~0.4-0.8, different people below ~0.2."
+        "Judges a result by a number: the cosine similarity of identity embeddings (the analyzer's "
+        "recognition model: buffalo_l ArcFace, NON-COMMERCIAL, or AuraFace, Apache-2.0) between each face of "
+        "the result and the source face that was put there. buffalo_l: same person ~0.4-0.8, different people "
+        "below ~0.2. Scores of different recognizers are not comparable; the report names the one used."
     )
     CATEGORY = "IP-to-Portrait/post"
     FUNCTION = "score"
@@ -22,7 +23,7 @@ class I2PIdentityScore:
     RETURN_NAMES = ("score", "report")
     OUTPUT_TOOLTIPS = (
         "The mean similarity over the scored faces (or the first face's, see 'reduce').",
-        "One line per face pair, plus the analyzer and its licence.",
+        "One line per face pair, plus the recognizer that made the score and its licence.",
     )
 
     @classmethod
@@ -52,6 +53,12 @@ class I2PIdentityScore:
         if not hasattr(analyzer, "embed"):
             raise I2PError(NODE, "analyzer", "this is not a face analyzer.", "connect I2P Face Analyzer Loader.")
         images = image_input(image, NODE, "image")
+        recognizer = getattr(analyzer, "recognizer", "")
+        made_by = getattr(source_faces, "recognizer", "")
+        if recognizer and made_by and made_by != recognizer:
+            raise I2PError(NODE, "source_faces", f"the source faces were embedded by {made_by} but this analyzer's "
+                           f"recognizer is {recognizer}: their embeddings live in different spaces.",
+                           "detect the source faces with the same I2P Face Analyzer Loader you connect here.")
         flat = [f for s in source_faces.sets for f in s.faces]
         if any(f.embedding is None for f in flat):
             raise I2PError(NODE, "source_faces", "the source faces carry no embedding.",
@@ -72,11 +79,22 @@ class I2PIdentityScore:
                            "connect the faces detected on the target image.")
         value, _ = summarise(all_scores, reduce)
         describe = analyzer.describe() if hasattr(analyzer, "describe") else str(analyzer)
-        lines.append(f"score ({reduce}): {value:.3f}")
-        lines.append(f"analyzer: {describe}; licence: "
-                     + manifest.license_text("insightface", "models/buffalo_l/w600k_r50.onnx"))
+        lines.append(f"score ({reduce}): {value:.3f} by {recognizer or 'the analyzer recognizer'} "
+                     "(only comparable with scores of the same recognizer)")
+        lines.append(f"analyzer: {describe}; licence: " + _recognizer_licence(analyzer))
         text = "\n".join(lines)
         return {"ui": {"text": [text]}, "result": (value, text)}
+
+
+def _recognizer_licence(analyzer) -> str:
+    """The manifest line of the recognition model the analyzer embeds with."""
+    from pathlib import Path
+
+    rec = getattr(analyzer, "rec_path", None) or getattr(getattr(analyzer, "rec", None), "model_file", None)
+    if rec is None:
+        return "unknown recognizer - check its licence yourself."
+    rec = Path(rec)
+    return manifest.license_text("insightface", f"{rec.parent.parent.name}/{rec.parent.name}/{rec.name}")
 
 
 NODE_CLASS_MAPPINGS = {"I2PIdentityScore": I2PIdentityScore}

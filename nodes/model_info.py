@@ -10,8 +10,8 @@ ALL = "all models"
 class I2PModelLicenses:
     DESCRIPTION = (
         "Shows every model file IP-to-Portrait can use: its folder, whether it is installed, its licence "
-        "and whether commercial use is allowed. inswapper_128, buffalo_l and IP-Adapter FaceID are "
-        "non-commercial."
+        "whether commercial use is allowed, and training-data caveats. inswapper_128, buffalo_l and IP-Adapter "
+        "FaceID are non-commercial. I2P License Check does the same for the graph that is running."
     )
     CATEGORY = "IP-to-Portrait/models"
     FUNCTION = "report"

@@ -15,7 +15,9 @@ from packload import PACK_ROOT, load_pack, pack_module
 WORKFLOWS = PACK_ROOT / "workflows"
 API = WORKFLOWS / "api"
 CORE_OBJECT_INFO = Path(__file__).parent / "data" / "comfyui-0.33.0-core-object_info.json"
-EXPECTED = {"recommended_portrait": 1, "fast_swap": 1, "couple_photo": 2, "auto_prompt": 1, "pre_paste": 1}
+EXPECTED = {"recommended_portrait": 1, "fast_swap": 1, "couple_photo": 2, "auto_prompt": 1, "pre_paste": 1,
+            "commercial_portrait": 1, "commercial_couple": 2}
+COMMERCIAL = ("commercial_portrait", "commercial_couple")
 NAMES = sorted(EXPECTED)
 
 fmt = pack_module("cli.workflow_format")
@@ -64,7 +66,7 @@ def api(name: str) -> dict:
 
 
 # ------------------------------------------------------------------------------------- the folder
-def test_the_five_workflows_ship_in_both_formats_with_thumbnails():
+def test_the_workflows_ship_in_both_formats_with_thumbnails():
     assert {p.stem for p in WORKFLOWS.glob("*.json")} == set(EXPECTED)
     assert {p.stem for p in API.glob("*.json")} == set(EXPECTED)
     for name in EXPECTED:
@@ -159,7 +161,11 @@ def test_has_a_description_note_and_groups(name):
     notes = [n for n in data["nodes"] if n["type"] == "Note"]
     assert len(notes) == 1 and len(notes[0]["widgets_values"][0]) > 200
     assert "custom_nodes/ip_to_portrait/i2p.py run --workflow " + name in notes[0]["widgets_values"][0]
-    assert "NON-COMMERCIAL" in notes[0]["widgets_values"][0]
+    text = notes[0]["widgets_values"][0]
+    if name in COMMERCIAL:
+        assert "commercial use" in text and "require commercial" in text and "BiSeNet" in text
+    else:
+        assert "NON-COMMERCIAL" in text
     assert len(data["groups"]) >= 3
     for node in data["nodes"]:  # every non-note node sits inside some group
         if node["type"] == "Note":
@@ -240,6 +246,66 @@ def test_auto_prompt_feeds_the_conditioning():
     assert len(gemini) == 1
     texts = [n["inputs"]["text"] for n in prompt.values() if n["class_type"] == "CLIPTextEncode"]
     assert [gemini[0], 0] in texts and [gemini[0], 1] in texts
+
+
+# ------------------------------------------------------------------------- licences of the graphs
+@pytest.mark.parametrize("name", NAMES)
+def test_photos_reach_the_graph_only_through_the_license_check(name):
+    """Every stage takes its photos from I2P License Check, so in 'require commercial' mode nothing is
+    detected or sampled before the graph has passed it."""
+    prompt = api(name)
+    checks = [nid for nid, n in prompt.items() if n["class_type"] == "I2PLicenseCheck"]
+    assert len(checks) == 1
+    assert prompt[checks[0]]["inputs"]["mode"] == ("require commercial" if name in COMMERCIAL else "warn")
+    loaders = {nid for nid, n in prompt.items() if n["class_type"] == "LoadImage"}
+    for nid, node in prompt.items():
+        for value in node["inputs"].values():
+            if isinstance(value, list) and value[0] in loaders:
+                assert nid == checks[0], f"{name}: node {nid} takes a photo around the licence check"
+    linked = {v[0] for v in prompt[checks[0]]["inputs"].values() if isinstance(v, list)}
+    assert linked == loaders
+
+
+# nodes that load no model file (everything else must be a loader the licence audit knows)
+NO_FILES = {"LoadImage", "I2PLicenseCheck", "I2PDetectFaces", "I2PFaceBoxMask", "I2PFacePrePaste", "CLIPTextEncode",
+            "I2PFaceInpaint", "I2PIdentityScore", "SaveImage", "PreviewImage"}
+
+
+@pytest.mark.parametrize("name", COMMERCIAL)
+def test_commercial_workflows_load_only_files_marked_commercial(name):
+    audit = pack_module("models.audit")
+    prompt = api(name)
+    result = audit.audit(prompt)
+    loaders = {f.node_id for f in result.files}
+    for nid, node in prompt.items():  # no node that could load a file escapes the audit
+        assert node["class_type"] in NO_FILES or nid in loaders, f"{name}: {node['class_type']} is not audited"
+    assert result.files and result.commercial, result.report()
+    assert all(f.entry is not None and f.entry.commercial for f in result.files)
+    files = {f.file for f in result.files}
+    assert "facedetection/face_detection_yunet_2023mar.onnx" in files
+    assert "insightface/models/auraface/glintr100.onnx" in files
+    ckpt = [n["inputs"]["ckpt_name"] for n in prompt.values() if n["class_type"] == "CheckpointLoaderSimple"]
+    manifest = pack_module("models.manifest")
+    assert ckpt and all(manifest.by_filename("checkpoints", c).commercial for c in ckpt)
+    assert not any("buffalo_l" in f or "parsing" in f or "inswapper" in f or "faceid" in f for f in files)
+
+
+def test_commercial_couple_maps_each_person_explicitly():
+    prompt = api("commercial_couple")
+    title = {nid: n["_meta"]["title"] for nid, n in prompt.items()}
+    pastes = [n for n in prompt.values() if n["class_type"] == "I2PFacePrePaste"]
+    assert len(pastes) == 2
+    targets = [prompt[p["inputs"]["faces"][0]]["inputs"]["indices"] for p in pastes]
+    assert targets == ["0", "1"]
+    [check] = [nid for nid, n in prompt.items() if n["class_type"] == "I2PLicenseCheck"]
+    for paste, person in zip(pastes, ("Face photo (person 1, left)", "Face photo 2 (person 2, right)")):
+        link = paste["inputs"]["source_image"]  # the face photo, through the licence check
+        assert link[0] == check
+        loader = prompt[check]["inputs"][("images", "images_2", "images_3")[link[1]]][0]
+        assert title[loader] == person
+        assert prompt[paste["inputs"]["source_faces"][0]]["inputs"]["image"] == link  # faces of that photo
+    scores = [n["inputs"]["target_indices"] for n in prompt.values() if n["class_type"] == "I2PIdentityScore"]
+    assert scores == ["0", "1"]
 
 
 # ------------------------------------------------------------------- the checker can say no

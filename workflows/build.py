@@ -41,29 +41,43 @@ GFPGAN_STRENGTH = 0.9
 NONCOMMERCIAL = ("Licences: inswapper_128, buffalo_l and IP-Adapter FaceID are for NON-COMMERCIAL use; "
                  "RealVisXL is CreativeML OpenRAIL++-M; GFPGAN is Apache-2.0. Node 'I2P Model Licenses' "
                  "lists every file.")
+COMMERCIAL = ("Licences: every file this graph loads is marked for commercial use by its publisher: YuNet (MIT), "
+              "AuraFace v1 (Apache-2.0), RealVisXL V4.0 inpainting (CreativeML Open RAIL++-M, use-based "
+              "restrictions), GFPGAN v1.4 (Apache-2.0; trained on FFHQ, CC BY-NC-SA 4.0: see docs/models.md). "
+              "The License Check in 'require commercial' mode stops the run if a non-commercial or unknown file "
+              "is added.")
+PERMISSIVE = "YuNet + AuraFace (commercial)"
 RUN_HINT = ("From a script, in any folder: python <ComfyUI>/custom_nodes/ip_to_portrait/i2p.py run --workflow {name} "
             "--reference R.jpg --face F.jpg{more} --out results/")
 
 STAGES = ["Inputs", "Face analysis", "Identity", "Prompt", "Inpaint", "Swap and restore", "Output"]
 
 
-def note(name: str, lines: list[str], faces: int = 1) -> str:
+def note(name: str, lines: list[str], faces: int = 1, licences: str = NONCOMMERCIAL) -> str:
     more = " --face F2.jpg" if faces == 2 else ""
-    return "\n".join(lines + ["", NONCOMMERCIAL, "", RUN_HINT.format(name=name, more=more)])
+    return "\n".join(lines + ["", licences, "", RUN_HINT.format(name=name, more=more)])
 
 
 # ------------------------------------------------------------------------------------ shared pieces
-def inputs(g: Graph, faces: int = 1) -> dict:
-    n = {"ref": g.add("LoadImage", "Inputs", "Reference photo", image="reference.png"),
-         "face": g.add("LoadImage", "Inputs", "Face photo" if faces == 1 else "Face photo (person 1, left)",
-                       image="face.png")}
+def inputs(g: Graph, faces: int = 1, licence_mode: str = "warn") -> dict:
+    """The photo loaders, passed through I2P License Check: every stage takes its photos from the check,
+    so in 'require commercial' mode nothing is detected or sampled before the graph has passed it."""
+    ref = g.add("LoadImage", "Inputs", "Reference photo", image="reference.png")
+    face = g.add("LoadImage", "Inputs", "Face photo" if faces == 1 else "Face photo (person 1, left)",
+                 image="face.png")
+    extra = {}
     if faces == 2:
-        n["face2"] = g.add("LoadImage", "Inputs", "Face photo 2 (person 2, right)", image="face2.png")
+        extra["images_3"] = g.add("LoadImage", "Inputs", "Face photo 2 (person 2, right)", image="face2.png")["IMAGE"]
+    check = g.add("I2PLicenseCheck", "Inputs", f"License check ({licence_mode})", images=ref["IMAGE"],
+                  mode=licence_mode, images_2=face["IMAGE"], **extra)
+    n = {"ref": {"IMAGE": check["images"]}, "face": {"IMAGE": check["images_2"]}}
+    if faces == 2:
+        n["face2"] = {"IMAGE": check["images_3"]}
     return n
 
 
-def analysis(g: Graph, ref, order: str = "largest", indices: str = "") -> dict:
-    analyzer = g.add("I2PFaceAnalyzerLoader", "Face analysis", pack="buffalo_l", provider="auto")
+def analysis(g: Graph, ref, order: str = "largest", indices: str = "", pack: str = "buffalo_l") -> dict:
+    analyzer = g.add("I2PFaceAnalyzerLoader", "Face analysis", pack=pack, provider="auto")
     targets = g.add("I2PDetectFaces", "Face analysis", "Detect faces (reference)", analyzer=analyzer["analyzer"],
                     image=ref["IMAGE"], order=order, indices=indices)
     return {"analyzer": analyzer, "targets": targets}
@@ -110,6 +124,14 @@ def inpaint(g: Graph, model, pos, neg, ckpt, image, face_mask, faces, denoise: f
     return g.add("I2PFaceInpaint", "Inpaint", title, model=model["model"], positive=pos[0], negative=neg[0],
                  vae=ckpt["VAE"], image=image, mask=face_mask["mask"], faces=faces["faces"], seed=42, steps=STEPS,
                  cfg=CFG, sampler_name="dpmpp_2m", scheduler="karras", denoise=denoise, target_size=1024)
+
+
+def simple_inpaint(g: Graph, ckpt, pos, neg, image, face_mask, faces, title: str = "Simple inpaint (denoise 0.65)"):
+    """The pre-paste graphs' inpaint: the plain checkpoint (no identity model) at denoise 0.65, which keeps
+    the pasted identity and repairs seams and light."""
+    return g.add("I2PFaceInpaint", "Inpaint", title, model=ckpt["MODEL"], positive=pos[0], negative=neg[0],
+                 vae=ckpt["VAE"], image=image, mask=face_mask["mask"], faces=faces["faces"], seed=42, steps=STEPS,
+                 cfg=CFG, sampler_name="dpmpp_2m", scheduler="karras", denoise=0.65, target_size=1024)
 
 
 def swap_restore(g: Graph, image, targets, face, source_faces, target_indices: str = "", source_indices: str = "",
@@ -273,15 +295,101 @@ def pre_paste(schemas) -> Graph:
     pasted = g.add("I2PFacePrePaste", "Inpaint", "Face pre-paste", image=i["ref"]["IMAGE"], mask=m["mask"],
                    faces=a["targets"]["faces"], source_image=i["face"]["IMAGE"], source_faces=src["faces"])
     pos, neg = prompts(g, ckpt)
-    inp = g.add("I2PFaceInpaint", "Inpaint", "Simple inpaint (denoise 0.65)", model=ckpt["MODEL"], positive=pos[0],
-                negative=neg[0], vae=ckpt["VAE"], image=pasted["image"], mask=m["mask"], faces=a["targets"]["faces"],
-                seed=42, steps=STEPS, cfg=CFG, sampler_name="dpmpp_2m", scheduler="karras", denoise=0.65,
-                target_size=1024)
+    inp = simple_inpaint(g, ckpt, pos, neg, pasted["image"], m, a["targets"])
     finish(g, inp["image"], a["analyzer"], a["targets"], src, "pre_paste")
     return g
 
 
-WORKFLOWS = {f.__name__: f for f in (recommended_portrait, fast_swap, couple_photo, auto_prompt, pre_paste)}
+def box_mask(g: Graph, ref, faces, title: str):
+    """The commercial graphs' mask: an ellipse from the detected face box. No parsing model: BiSeNet's
+    weights are MIT but trained on CelebAMask-HQ, whose images are for non-commercial research only."""
+    return g.add("I2PFaceBoxMask", "Face analysis", title, image=ref["IMAGE"], faces=faces["faces"],
+                 shape="ellipse", expand=0.1, blur=12)
+
+
+COMMERCIAL_STEPS = [
+    "0. I2P License Check in 'require commercial' mode: the photos pass through it, so the run stops before any "
+    "face is detected if a file without a commercial licence is loaded anywhere in the graph.",
+    "1. Face analyzer 'YuNet + AuraFace (commercial)': YuNet detection (MIT) and AuraFace identity (Apache-2.0). "
+    "It has no gender/age model, so select faces by order and indices, not by gender.",
+    "2. Ellipse mask from the face box (I2P Face Box Mask). Not the BiSeNet parsing mask: its weights are MIT but "
+    "trained on CelebAMask-HQ, whose images are for non-commercial research only.",
+    "3. Pre-paste: the face photo's face is warped onto the reference face (5 landmarks), colour matched and "
+    "blended inside the mask.",
+    "4. Simple SDXL inpaint (no identity adapter) at denoise 0.65 repairs seams and light; GFPGAN v1.4 at 0.9.",
+    "5. Identity score with AuraFace (not comparable with buffalo_l scores) and Save.",
+]
+
+
+def commercial_portrait(schemas) -> Graph:
+    name = "commercial_portrait"
+    g = Graph(name, "IP-to-Portrait: commercial portrait", note(name, [
+        "Commercial portrait: the face photo's face in the reference photo, using only files whose publishers "
+        "allow commercial use. No InsightFace, no FaceID, no inswapper.",
+        *COMMERCIAL_STEPS,
+        "For two people use commercial_couple (explicit mapping, one face photo per person).",
+        "Models: facedetection/face_detection_yunet_2023mar.onnx, insightface/models/auraface/glintr100.onnx, "
+        "checkpoints/RealVisXL_V4.0_inpainting.safetensors, facerestore_models/GFPGANv1.4.pth.",
+    ], licences=COMMERCIAL), schemas, STAGES)
+    i = inputs(g, licence_mode="require commercial")
+    ckpt = checkpoint(g)
+    a = analysis(g, i["ref"], pack=PERMISSIVE)
+    src = detect_source(g, a["analyzer"], i["face"], "Detect face (face photo)")
+    preview(g, a["targets"]["preview"], "Detected faces (numbered)")
+    m = box_mask(g, i["ref"], a["targets"], "Face mask (ellipse)")
+    pasted = g.add("I2PFacePrePaste", "Inpaint", "Face pre-paste", image=i["ref"]["IMAGE"], mask=m["mask"],
+                   faces=a["targets"]["faces"], source_image=i["face"]["IMAGE"], source_faces=src["faces"])
+    pos, neg = prompts(g, ckpt)
+    inp = simple_inpaint(g, ckpt, pos, neg, pasted["image"], m, a["targets"])
+    rest = restore(g, inp["image"], a["targets"])
+    finish(g, rest["image"], a["analyzer"], a["targets"], src, "commercial")
+    return g
+
+
+def commercial_couple(schemas) -> Graph:
+    name = "commercial_couple"
+    g = Graph(name, "IP-to-Portrait: commercial couple photo", note(name, [
+        "Commercial couple photo: two face photos into the two people of one reference photo, using only files "
+        "whose publishers allow commercial use.",
+        "Mapping (explicit): the reference's faces are numbered left to right. 'Face photo (person 1, left)' goes "
+        "onto face 0, 'Face photo 2 (person 2, right)' onto face 1. To swap sides, set the indices of "
+        "'Person 1 = reference face 0' to 1 and of 'Person 2 = reference face 1' to 0.",
+        *COMMERCIAL_STEPS[:3],
+        "3. Pre-paste person 1 into face 0, then person 2 into face 1, each inside its own mask.",
+        *COMMERCIAL_STEPS[4:5],
+        "5. One AuraFace identity score per person, then Save.",
+        "Models: as commercial_portrait.",
+    ], faces=2, licences=COMMERCIAL), schemas, STAGES)
+    i = inputs(g, faces=2, licence_mode="require commercial")
+    ckpt = checkpoint(g)
+    a = analysis(g, i["ref"], order="left-right", pack=PERMISSIVE)
+    person1 = g.add("I2PDetectFaces", "Face analysis", "Person 1 = reference face 0", analyzer=a["analyzer"]["analyzer"],
+                    image=i["ref"]["IMAGE"], order="left-right", indices="0")
+    person2 = g.add("I2PDetectFaces", "Face analysis", "Person 2 = reference face 1", analyzer=a["analyzer"]["analyzer"],
+                    image=i["ref"]["IMAGE"], order="left-right", indices="1")
+    preview(g, a["targets"]["preview"], "Reference faces, numbered left to right")
+    src1 = detect_source(g, a["analyzer"], i["face"], "Detect face (face photo 1)")
+    src2 = detect_source(g, a["analyzer"], i["face2"], "Detect face (face photo 2)")
+    m1 = box_mask(g, i["ref"], person1, "Mask person 1 (ellipse)")
+    m2 = box_mask(g, i["ref"], person2, "Mask person 2 (ellipse)")
+    both = box_mask(g, i["ref"], a["targets"], "Mask both faces (ellipse)")
+    paste1 = g.add("I2PFacePrePaste", "Inpaint", "Pre-paste person 1 -> face 0", image=i["ref"]["IMAGE"],
+                   mask=m1["mask"], faces=person1["faces"], source_image=i["face"]["IMAGE"], source_faces=src1["faces"])
+    paste2 = g.add("I2PFacePrePaste", "Inpaint", "Pre-paste person 2 -> face 1", image=paste1["image"],
+                   mask=m2["mask"], faces=person2["faces"], source_image=i["face2"]["IMAGE"], source_faces=src2["faces"])
+    pos, neg = prompts(g, ckpt)
+    inp = simple_inpaint(g, ckpt, pos, neg, paste2["image"], both, a["targets"])
+    rest = restore(g, inp["image"], a["targets"])
+    g.add("I2PIdentityScore", "Output", "Identity score person 1", analyzer=a["analyzer"]["analyzer"],
+          image=rest["image"], faces=a["targets"]["faces"], source_faces=src1["faces"], target_indices="0")
+    g.add("I2PIdentityScore", "Output", "Identity score person 2", analyzer=a["analyzer"]["analyzer"],
+          image=rest["image"], faces=a["targets"]["faces"], source_faces=src2["faces"], target_indices="1")
+    g.add("SaveImage", "Output", "Save result", images=rest["image"], filename_prefix=SAVE_PREFIX + "commercial_couple")
+    return g
+
+
+WORKFLOWS = {f.__name__: f for f in (recommended_portrait, fast_swap, couple_photo, auto_prompt, pre_paste,
+                                     commercial_portrait, commercial_couple)}
 
 
 def build_all(schemas=None) -> dict[str, tuple[dict, dict]]:

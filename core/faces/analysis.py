@@ -47,13 +47,17 @@ _cache_lock = threading.Lock()
 
 
 def list_packs() -> list[str]:
-    """InsightFace packs (sub-folders of ``models/insightface/models`` holding .onnx files)."""
+    """buffalo_l, the permissive YuNet + AuraFace analyzer, then other InsightFace packs (sub-folders of
+    ``models/insightface/models`` holding .onnx files). AuraFace's own folder is not offered as an
+    InsightFace pack: loaded that way it would run the non-commercial SCRFD that fal ships next to it."""
+    from .permissive import PACK
+
     found = set()
     for root in comfy_adapter.folder_dirs("insightface"):
         base = Path(root) / "models"
         if base.is_dir():
             found |= {p.name for p in base.iterdir() if p.is_dir() and any(p.glob("*.onnx"))}
-    return [DEFAULT_PACK] + sorted(found - {DEFAULT_PACK})
+    return [DEFAULT_PACK, PACK] + sorted(found - {DEFAULT_PACK, "auraface"})
 
 
 def _missing_pack_error(pack: str, missing: list[str] | None) -> I2PError:
@@ -90,8 +94,8 @@ def _unreadable_pack_error(pack_dir: Path, exc: Exception) -> I2PError:
             break
     if bad == pack_dir:
         return unreadable(NODE, "pack", pack_dir, "an InsightFace pack", exc, folder="insightface")
-    return unreadable(NODE, "pack", bad, "an ONNX graph", exc, manifest.id_for("insightface", bad.name),
-                      "insightface")
+    model_id = manifest.id_for("insightface", f"models/{pack_dir.name}/{bad.name}")  # a file of this pack only
+    return unreadable(NODE, "pack", bad, "an ONNX graph", exc, model_id, "insightface")
 
 
 def resolve_providers(provider: str) -> tuple[list[str], list[str]]:
@@ -170,6 +174,12 @@ class FaceAnalyzer:
             got = session.get_providers() if session is not None else ["?"]
             out[Path(model.model_file).name] = got[0]
         return out
+
+    @property
+    def recognizer(self) -> str:
+        """Which model made the embeddings: scores of different recognizers are not comparable."""
+        name = Path(self.rec.model_file).name
+        return f"buffalo_l ArcFace ({name}, non-commercial)" if self.pack == DEFAULT_PACK else f"{self.pack} {name}"
 
     @property
     def device_label(self) -> str:
@@ -257,14 +267,22 @@ def _as_rgb(image: np.ndarray) -> np.ndarray:
     return arr
 
 
-def load_analyzer(pack: str = DEFAULT_PACK, provider: str = "auto") -> FaceAnalyzer:
-    """A cached analyzer per (pack, provider, folder): sessions are expensive to create."""
-    pack_dir = comfy_adapter.find_model("insightface", f"models/{pack}")
-    key = (pack, provider, str(pack_dir))
+def load_analyzer(pack: str = DEFAULT_PACK, provider: str = "auto"):
+    """A cached analyzer per (pack, provider, files): sessions are expensive to create. ``pack`` is an
+    InsightFace pack folder, or the permissive YuNet + AuraFace pair."""
+    from .permissive import DETECTOR, PACK, RECOGNIZER, PermissiveAnalyzer
+
+    if pack == PACK:
+        where = tuple(str(comfy_adapter.find_model(f, n)) for f, n, _ in (DETECTOR, RECOGNIZER))
+        make = lambda: PermissiveAnalyzer(provider)  # noqa: E731
+    else:
+        where = (str(comfy_adapter.find_model("insightface", f"models/{pack}")),)
+        make = lambda: FaceAnalyzer(pack, provider)  # noqa: E731
+    key = (pack, provider, where)
     with _cache_lock:
         analyzer = _cache.get(key)
         if analyzer is None:
-            analyzer = FaceAnalyzer(pack, provider)
+            analyzer = make()
             _cache[key] = analyzer
         return analyzer
 

@@ -21,8 +21,8 @@ class Face:
     bbox: np.ndarray  # (4,) float32, x1, y1, x2, y2 in pixels of the analysed image
     kps: np.ndarray  # (5, 2) float32: left eye, right eye, nose, left mouth corner, right mouth corner
     det_score: float
-    embedding: np.ndarray | None = None  # (512,) float32, ArcFace, L2-normalised (InsightFace normed_embedding)
-    gender: str | None = None  # "female" / "male", where the analyzer has a gender model
+    embedding: np.ndarray | None = None  # (512,) float32, L2-normalised, in the space of Faces.recognizer
+    gender: str | None = None  # "female" / "male", where the analyzer has a gender model (YuNet has none)
     age: int | None = None
     landmarks_106: np.ndarray | None = None  # (106, 2) float32 where available
     detection_index: int = 0  # position in the detector's own (score) order
@@ -53,6 +53,7 @@ class Faces:
 
     sets: list[FaceSet]
     analyzer: str = ""  # e.g. "buffalo_l on CPUExecutionProvider"
+    recognizer: str = ""  # the model that made the embeddings; "" = unknown (older saved values)
 
     def __len__(self) -> int:
         return len(self.sets)

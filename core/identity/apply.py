@@ -104,6 +104,10 @@ def build_identity(mode: str, images: list[np.ndarray], faces=None, analyzer=Non
     if clip_input != "none" and encoder is None:
         raise I2PError(NODE, "clip_vision", f"mode '{MODES[mode][0]}' needs a CLIP vision model.",
                        "load CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors with the core Load CLIP Vision node.")
+    if need_emb:
+        from ..faces.permissive import refuse_auraface
+
+        refuse_auraface(faces, NODE, "faces", f"the {MODES[mode][0]} adapter")
     chosen = pick_source_faces(images, faces, analyzer)
     if need_emb and any(f.embedding is None for f in chosen):
         raise I2PError(NODE, "faces", "the selected faces carry no ArcFace embedding.",

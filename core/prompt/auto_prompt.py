@@ -386,7 +386,11 @@ def generate_prompt(face_image: np.ndarray, settings: Settings, *, reference_ima
         log.warning("auto prompt: Gemini failed (%s), using the local template: %s", failure.kind, message)
         description, used = template_description(face_image, face, hair_mask)
         fix = fix.replace("; or turn use_fallback on.", ".")  # it is on
-        status = (f"FALLBACK local template ({', '.join(used) if used else 'no face attributes connected'}). "
+        if face is not None and getattr(face, "gender", None) is None and getattr(face, "age", None) is None:
+            used = used + ["no gender/age: the face analyzer has no gender/age model (e.g. YuNet + AuraFace), "
+                           "so the template says 'person'"]
+        attributes = ", ".join(used) if used else "no face attributes connected"
+        status = (f"FALLBACK local template ({attributes}). "
                   f"Gemini failed: {message} Fix: {fix}")
         return _result(description, settings, status, "fallback", None)
 

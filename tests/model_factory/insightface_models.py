@@ -230,17 +230,20 @@ def build_scrfd(dest: Path, profile: str = "tiny", faces=DEFAULT_FACES) -> None:
 
 
 # ------------------------------------------------------------------------------------------ ArcFace
-def build_arcface(dest: Path, profile: str = "tiny") -> None:
+IRESNET50 = ((64, 3), (128, 4), (256, 14), (512, 3))
+
+
+def build_arcface(dest: Path, profile: str = "tiny", seed: int = 20, stages=IRESNET50) -> None:
     from onnx import TensorProto, helper
 
-    g = _Graph(seed=20)
+    g = _Graph(seed=seed)
     x = "input.1"
     if profile == "full":
-        # IResNet-50 (insightface's w600k_r50): stem conv 64 + PReLU, stages [3, 4, 14, 3] of basic
-        # blocks (conv3x3, PReLU, conv3x3 with stride), 1x1 projection shortcuts, 512x7x7 → 512 FC.
+        # IResNet (insightface's w600k_r50 by default): stem conv 64 + PReLU, stages of basic blocks
+        # (conv3x3, PReLU, conv3x3 with stride), 1x1 projection shortcuts, 512x7x7 → 512 FC.
         h = g.prelu(g.conv(x, 3, 64), 64)
         cin = 64
-        for cout, blocks in ((64, 3), (128, 4), (256, 14), (512, 3)):
+        for cout, blocks in stages:
             for b in range(blocks):
                 stride = 2 if b == 0 else 1
                 y = g.prelu(g.conv(h, cin, cout, 3, 1), cout)

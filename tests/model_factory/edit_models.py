@@ -132,3 +132,55 @@ def build(kind: str, models_dir: Path) -> tuple[Path, Path]:
     if not vae.exists():
         build_vae(kind, vae)
     return unet, vae
+
+
+# ------------------------------------------------------------------------ manifest-file builders
+# ``tiny``: the real file names with a handful of real-layout keys (no ComfyUI needed: CI checks names
+# and formats). ``full``: the reduced models above, written from ComfyUI's classes (the comfyui tier's
+# model build runs where ComfyUI imports). The Qwen3-4B text encoder has no ``full`` build yet: ComfyUI
+# builds it at its real widths (151936 x 2560 embeddings alone are ~0.4 G parameters).
+def _tiny(dest: Path, keys: dict) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    gen = torch.Generator().manual_seed(SEED)
+    save_file({k: torch.randn(shape, generator=gen) * 0.02 for k, shape in keys.items()}, str(dest))
+
+
+def _comfy_importable() -> None:
+    import os
+    import sys
+
+    path = os.environ.get("COMFYUI_PATH")
+    if path and path not in sys.path:
+        sys.path.append(path)
+
+
+if __package__:
+    from . import builder
+
+    @builder("flux2-klein-4b")
+    def build_flux2_klein(dest: Path, profile: str) -> None:
+        if profile == "tiny":
+            _tiny(dest, {"img_in.weight": (16, 128), "txt_in.weight": (16, 8), "final_layer.linear.weight": (128, 16),
+                         "double_stream_modulation_img.lin.weight": (96, 16),
+                         "double_blocks.0.img_attn.norm.key_norm.scale": (8,)})
+        else:
+            _comfy_importable()
+            build_diffusion_model("flux2", dest)
+
+    @builder("flux2-vae")
+    def build_flux2_vae(dest: Path, profile: str) -> None:
+        if profile == "tiny":
+            _tiny(dest, {"decoder.conv_in.weight": (16, 32, 3, 3), "encoder.conv_in.weight": (16, 3, 3, 3),
+                         "bn.running_mean": (128,), "bn.running_var": (128,)})
+        else:
+            _comfy_importable()
+            build_vae("flux2", dest)
+
+    @builder("qwen3-4b-text-encoder")
+    def build_qwen3_4b(dest: Path, profile: str) -> None:
+        if profile != "tiny":
+            raise NotImplementedError("no reduced Qwen3-4B text encoder build yet (see edit_models.py)")
+        _tiny(dest, {"model.embed_tokens.weight": (32, 16), "model.layers.0.self_attn.q_proj.weight": (16, 16),
+                     "model.norm.weight": (16,)})

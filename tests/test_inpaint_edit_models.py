@@ -192,3 +192,30 @@ def test_sdxl_keeps_multiples_of_eight_and_no_reference_crop():
     region16 = pack_module("core.inpaint.crop").plan_crop((100, 100, 150, 170), (400, 600), 70, 2.0, 8, 250,
                                                           multiple=16)
     assert region16.sample_w % 16 == 0 and region16.sample_h % 16 == 0
+
+
+def test_edit_model_workflow_feeds_the_face_photo_as_reference_one():
+    """The shipped edit_model_portrait graph (API file): FLUX.2 klein loaders, the face photo encoded
+    and set as the first reference latent, klein's distilled settings, then swap / restore / score."""
+    import json
+
+    from packload import PACK_ROOT
+
+    prompt = json.loads((PACK_ROOT / "workflows" / "api" / "edit_model_portrait.json").read_text(encoding="utf-8"))
+    by_type = {}
+    for nid, node in prompt.items():
+        by_type.setdefault(node["class_type"], []).append((nid, node))
+    (inp_id, inp), = by_type["I2PFaceInpaint"]
+    (ref_id, ref), = by_type["ReferenceLatent"]
+    (enc_id, enc), = by_type["VAEEncode"]
+    (unet_id, unet), = by_type["UNETLoader"]
+    (clip_id, clip), = by_type["CLIPLoader"]
+    face_loader = [nid for nid, n in by_type["LoadImage"] if n["inputs"]["image"] == "face.png"]
+    assert inp["inputs"]["positive"][0] == ref_id and ref["inputs"]["latent"][0] == enc_id
+    assert enc["inputs"]["pixels"][0] in face_loader
+    assert inp["inputs"]["model"][0] == unet_id and unet["inputs"]["unet_name"] == "flux-2-klein-4b.safetensors"
+    assert clip["inputs"]["type"] == "flux2"
+    assert (inp["inputs"]["steps"], inp["inputs"]["cfg"], inp["inputs"]["denoise"]) == (4, 1.0, 1.0)
+    assert "I2PApplyIdentity" not in by_type and "CheckpointLoaderSimple" not in by_type
+    for stage in ("I2PFaceSwap", "I2PFaceRestore", "I2PIdentityScore", "SaveImage"):
+        assert stage in by_type

@@ -331,3 +331,29 @@ def interrupt_exception_types() -> tuple[type[BaseException], ...]:
     if mm is not None:
         return (mm.InterruptProcessingException, KeyboardInterrupt)
     return (KeyboardInterrupt,)
+
+
+# ------------------------------------------------------------------------------------ model family
+def model_traits(model) -> dict:
+    """What the pack needs to know about a ComfyUI MODEL's architecture, read from the ModelPatcher's
+    own objects (no import of comfy): the model class names (``SDXL``, ``Flux2``, ``QwenImage`` ...),
+    the latent format's channels, dimensions and pixel downscale, the transformer's patch size, and
+    whether the model consumes ``reference_latents`` (ComfyUI marks edit-capable models with
+    ``memory_usage_factor_conds = ("ref_latents",)``). Missing attributes read as SD-style defaults,
+    so a duck-typed fake or an old ComfyUI still gets an answer."""
+    inner = getattr(model, "model", None)
+    latent_format = getattr(inner, "latent_format", None)
+    config = getattr(inner, "model_config", None)
+    diffusion = getattr(inner, "diffusion_model", None)
+    return {
+        "model_class": type(inner).__name__ if inner is not None else "",
+        "config_class": type(config).__name__ if config is not None else "",
+        "image_model": (getattr(config, "unet_config", None) or {}).get("image_model"),
+        "diffusion_class": type(diffusion).__name__ if diffusion is not None else "",
+        "latent_channels": int(getattr(latent_format, "latent_channels", 4)),
+        "latent_dimensions": int(getattr(latent_format, "latent_dimensions", 2)),
+        "downscale": int(getattr(latent_format, "spacial_downscale_ratio", 8)),
+        "patch_size": int(getattr(diffusion, "patch_size", 1) or 1),
+        "reference_latents": "ref_latents" in tuple(getattr(inner, "memory_usage_factor_conds", ()) or ()),
+        "concat_keys": tuple(getattr(inner, "concat_keys", ()) or ()),
+    }

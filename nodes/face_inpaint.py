@@ -15,7 +15,10 @@ class I2PFaceInpaint:
         "Pixels outside the mask's blend zone are bit-identical to the input. A 9-channel inpainting "
         "checkpoint (RealVisXL V4.0 inpainting) is recognised from the MODEL and conditioned like "
         "InpaintModelConditioning; other checkpoints get a latent noise mask. Several faces (a couple) "
-        "are done in one call. Use denoise ~0.3 on the face swap's seam mask, ~0.65 after Face Pre-Paste."
+        "are done in one call. Use denoise ~0.3 on the face swap's seam mask, ~0.65 after Face Pre-Paste. "
+        "Edit models (FLUX.2 [klein], Qwen-Image-Edit): wire the source face into the conditioning with "
+        "ReferenceLatent / TextEncodeQwenImageEditPlus; the crop is added as the last reference (the edit "
+        "target), and the SDXL-only inpaint channels and identity patch are skipped."
     )
     CATEGORY = CATEGORY
     FUNCTION = "inpaint"
@@ -33,7 +36,7 @@ class I2PFaceInpaint:
 
         return {
             "required": {
-                "model": ("MODEL", {"tooltip": "The SDXL model, usually the identity-patched one. An inpainting checkpoint (9 input channels) is detected automatically."}),
+                "model": ("MODEL", {"tooltip": "The model: SDXL (usually the identity-patched one; a 9-channel inpainting checkpoint is detected automatically) or an edit DiT such as FLUX.2 [klein] or Qwen-Image-Edit (sizes in multiples of 16; SDXL-only parts are skipped and the info says so)."}),
                 "positive": ("CONDITIONING", {"tooltip": "Positive prompt conditioning."}),
                 "negative": ("CONDITIONING", {"tooltip": "Negative prompt conditioning."}),
                 "vae": ("VAE", {"tooltip": "The VAE of the checkpoint, used to encode each crop and decode the result."}),
@@ -64,11 +67,17 @@ class I2PFaceInpaint:
                 scheduler, denoise, target_size, context, blend, batch_count):
         from ..core.inpaint import flow as face_inpaint
         from ..core import images
+        from ..core.inpaint import family as families
         from ..core.inpaint import sampling
 
+        family = families.of_model(model)
+        identity_skipped = False
+        if not family.unet:  # the identity patch is SDXL attn2 only: never sample a DiT with it
+            model, identity_skipped = sampling.without_identity_patch(model)
         settings = face_inpaint.InpaintSettings(seed=int(seed), steps=int(steps), denoise=float(denoise),
                                                 target_size=int(target_size), context=float(context),
-                                                blend=int(blend), batch_count=int(batch_count))
+                                                blend=int(blend), batch_count=int(batch_count),
+                                                multiple=family.multiple)
         rgb = images.image_input(image, face_inpaint.NODE, "image")
         masks = images.mask_input(mask, face_inpaint.NODE, "mask")
         face_inpaint.plan_jobs(rgb, masks, faces, settings)  # bad input fails here, before the model loads
@@ -76,10 +85,7 @@ class I2PFaceInpaint:
                                       sampler_name=sampler_name, scheduler=scheduler, denoise=float(denoise))
         identity = face_inpaint.identity_text(sampling.identity_info(model), int(steps))
         result = face_inpaint.run(rgb, masks, faces, settings, fns, progress=None, identity_line=identity)
-        if fns.inpaint_model:
-            result.lines.insert(1, "inpainting checkpoint: conditioned with the masked image and mask.")
-        else:
-            result.lines.insert(1, "ordinary checkpoint: latent noise mask.")
+        result.lines[1:1] = families.info_lines(family, positive, identity_skipped)
         previews = result.previews or [rgb[0][:64, :64] * 0]
         text = result.text
         out = images.from_rgb_uint8(result.images).to(comfy_adapter.intermediate_device())

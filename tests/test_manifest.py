@@ -12,7 +12,8 @@ manifest = pack_module("models.manifest")
 dl = pack_module("models.download")
 
 # Folders ComfyUI itself defines, plus the ones the pack registers.
-CORE_FOLDERS = {"checkpoints", "loras", "clip_vision", "vae", "controlnet", "upscale_models", "diffusion_models"}
+CORE_FOLDERS = {"checkpoints", "loras", "clip_vision", "vae", "controlnet", "upscale_models", "diffusion_models",
+                "text_encoders"}  # ComfyUI core folders (text_encoders: also models/clip)
 KNOWN_FOLDERS = CORE_FOLDERS | set(manifest.MODEL_FOLDERS)
 
 

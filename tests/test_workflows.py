@@ -16,8 +16,10 @@ WORKFLOWS = PACK_ROOT / "workflows"
 API = WORKFLOWS / "api"
 CORE_OBJECT_INFO = Path(__file__).parent / "data" / "comfyui-0.33.0-core-object_info.json"
 EXPECTED = {"recommended_portrait": 1, "fast_swap": 1, "couple_photo": 2, "auto_prompt": 1, "pre_paste": 1,
-            "commercial_portrait": 1, "commercial_couple": 2}
+            "commercial_portrait": 1, "commercial_couple": 2, "edit_model_portrait": 1}
 COMMERCIAL = ("commercial_portrait", "commercial_couple")
+# Workflows whose models the comfyui tier cannot build yet, with the reason (reported as a skip, not hidden).
+NOT_RUNNABLE_YET = {"edit_model_portrait": "no random-weight Qwen3-4B text encoder for CLIPLoader yet (issue 15)"}
 NAMES = sorted(EXPECTED)
 
 fmt = pack_module("cli.workflow_format")
@@ -363,6 +365,8 @@ def test_workflow_runs_in_real_comfyui(name, tmp_path, comfyui_server, capsys):
     every node of the shipped graph runs and the saved image comes back the reference's size."""
     from skimage import data as skdata
 
+    if name in NOT_RUNNABLE_YET:
+        pytest.skip(f"{name}: {NOT_RUNNABLE_YET[name]}")
     ref, face, face2 = tmp_path / "ref.png", tmp_path / "face.png", tmp_path / "face2.png"
     Image.fromarray(skdata.astronaut()).save(ref)
     Image.fromarray(skdata.astronaut()).resize((384, 384)).save(face)

@@ -388,8 +388,52 @@ def commercial_couple(schemas) -> Graph:
     return g
 
 
+EDIT_PROMPT = ("Put the face of the person in image 1 onto the person in image 2. Keep image 2's pose, "
+               "expression, lighting, skin tone and hair; change nothing else.")
+
+
+def edit_model_portrait(schemas) -> Graph:
+    """FLUX.2 [klein] 4B as the face generator inside crop -> stitch (issue 15; docs/face-inpaint.md)."""
+    name = "edit_model_portrait"
+    g = Graph(name, "IP-to-Portrait: edit-model portrait (FLUX.2 klein)", note(name, [
+        "Edit-model portrait: FLUX.2 [klein] 4B places the face photo's face into the reference photo and "
+        "matches its light; only the face crop is sampled, the rest of the photo stays bit-identical.",
+        "1. Detect the faces; BiSeNet mask of the reference face with hair and neck.",
+        "2. The face photo becomes reference image 1 (VAE Encode -> ReferenceLatent); Face Inpaint adds the "
+        "face crop as the last reference (the edit target) and samples it with 4 steps, cfg 1 (klein is "
+        "distilled), simple schedule. The SDXL identity patch and 9-channel conditioning do not apply here.",
+        "3. inswapper_128 face swap as an identity lock (delete it and wire Face Inpaint into Face restore "
+        "for a swap-free graph), GFPGAN v1.4 at 0.9, identity score, save.",
+        "Qwen-Image-Edit instead: load its diffusion model, qwen_image text encoder and VAE, encode the "
+        "prompt with TextEncodeQwenImageEditPlus (image1 = face photo) instead of CLIP Text Encode + "
+        "ReferenceLatent; Face Inpaint detects the model and needs no other change.",
+        "Models: diffusion_models/flux-2-klein-4b.safetensors, text_encoders/qwen_3_4b.safetensors, "
+        "vae/flux2-vae.safetensors (all Apache-2.0), insightface/models/buffalo_l, insightface/inswapper_128.onnx, "
+        "facerestore_models/GFPGANv1.4.pth, facedetection/parsing_bisenet.pth.",
+    ]), schemas, STAGES)
+    i = inputs(g)
+    unet = g.add("UNETLoader", "Inputs", "FLUX.2 klein 4B", unet_name="flux-2-klein-4b.safetensors")
+    clip = g.add("CLIPLoader", "Inputs", "Qwen3-4B text encoder", clip_name="qwen_3_4b.safetensors", type="flux2")
+    vae = g.add("VAELoader", "Inputs", "FLUX.2 VAE", vae_name="flux2-vae.safetensors")
+    a = analysis(g, i["ref"])
+    src = detect_source(g, a["analyzer"], i["face"], "Detect face (face photo)")
+    m = mask(g, i["ref"], a["targets"])
+    preview(g, m["preview"], "Mask preview")
+    text = g.add("CLIPTextEncode", "Prompt", "Edit instruction", text=EDIT_PROMPT, clip=clip[0])
+    face_latent = g.add("VAEEncode", "Prompt", "Encode face photo", pixels=i["face"]["IMAGE"], vae=vae[0])
+    pos = g.add("ReferenceLatent", "Prompt", "Face photo as reference 1", conditioning=text[0], latent=face_latent[0])
+    neg = g.add("ConditioningZeroOut", "Prompt", "Empty negative (cfg 1)", conditioning=text[0])
+    inp = g.add("I2PFaceInpaint", "Inpaint", "Face inpaint (FLUX.2 klein, crop 1024)", model=unet[0], positive=pos[0],
+                negative=neg[0], vae=vae[0], image=i["ref"]["IMAGE"], mask=m["mask"], faces=a["targets"]["faces"],
+                seed=42, steps=4, cfg=1.0, sampler_name="euler", scheduler="simple", denoise=1.0, target_size=1024)
+    swap = swap_restore(g, inp["image"], a["targets"], i["face"], src)
+    rest = restore(g, swap["image"], a["targets"])
+    finish(g, rest["image"], a["analyzer"], a["targets"], src, "edit_model")
+    return g
+
+
 WORKFLOWS = {f.__name__: f for f in (recommended_portrait, fast_swap, couple_photo, auto_prompt, pre_paste,
-                                     commercial_portrait, commercial_couple)}
+                                     commercial_portrait, commercial_couple, edit_model_portrait)}
 
 
 def build_all(schemas=None) -> dict[str, tuple[dict, dict]]:

@@ -27,7 +27,7 @@ class CropRegion:
     y0: int
     x1: int
     y1: int
-    sample_w: int  # width of the resized crop handed to the sampler (multiple of 8)
+    sample_w: int  # width of the resized crop handed to the sampler (a multiple of the model's, see plan_crop)
     sample_h: int
     capped: bool = False  # True when the memory cap stopped us from reaching the target size
 
@@ -71,18 +71,20 @@ def _fit_interval(lo: float, hi: float, size: int, limit: int) -> tuple[int, int
 
 
 def plan_crop(mask_box: tuple[int, int, int, int], image_hw: tuple[int, int], face_size: float,
-              context: float, blend: int, target_size: int, max_pixels: int | None = None) -> CropRegion:
+              context: float, blend: int, target_size: int, max_pixels: int | None = None,
+              multiple: int = MULTIPLE) -> CropRegion:
     """Where to crop and at what size to sample.
 
     The crop is a square of ``context`` × face size around the mask, never smaller than the mask's
     box plus the feather band (so the blend zone ends inside the crop, not at its edge), shifted
     inward at image borders and clipped only by the image itself. Its longer side is scaled to
     ``target_size`` but never below 1× (never throw away original detail), and never above
-    ``max_pixels`` (default: (2 × target)², a memory cap).
+    ``max_pixels`` (default: (2 × target)², a memory cap). Sampling sizes are multiples of
+    ``multiple`` (8 for SDXL; 16 for FLUX.2 and Qwen-Image, see core/inpaint/family.py).
     """
     h, w = image_hw
     x0, y0, x1, y1 = mask_box
-    margin = 2 * blend + MULTIPLE
+    margin = 2 * blend + multiple
     side = max(context * face_size, x1 - x0 + margin, y1 - y0 + margin, MIN_SIDE)
     cx0, cx1 = _fit_interval(x0, x1, side, w)
     cy0, cy1 = _fit_interval(y0, y1, side, h)
@@ -97,8 +99,8 @@ def plan_crop(mask_box: tuple[int, int, int, int], image_hw: tuple[int, int], fa
     if cw * ch * scale * scale > cap:
         scale = math.sqrt(cap / (cw * ch))
         capped = True
-    sw = max(MULTIPLE, int(round(cw * scale / MULTIPLE)) * MULTIPLE)
-    sh = max(MULTIPLE, int(round(ch * scale / MULTIPLE)) * MULTIPLE)
+    sw = max(multiple, int(round(cw * scale / multiple)) * multiple)
+    sh = max(multiple, int(round(ch * scale / multiple)) * multiple)
     return CropRegion(cx0, cy0, cx1, cy1, sw, sh, capped)
 
 

@@ -32,6 +32,7 @@ class InpaintSettings:
     blend: int = 16  # feather band in image pixels
     batch_count: int = 1  # variations, seeds seed, seed+1, ...
     max_pixels: int | None = None  # sampling-area cap; None = (2 * target_size) ** 2
+    multiple: int = ic.MULTIPLE  # sampling sizes are multiples of this: 8 for SDXL, 16 for FLUX.2 / Qwen-Image
 
 
 @dataclass
@@ -44,6 +45,7 @@ class SamplingFns:
     positive: Any
     negative: Any
     inpaint_model: bool  # 9-channel inpainting UNet: condition like InpaintModelConditioning
+    reference_crop: bool = False  # edit model: append the crop's latent to conditionings that carry references
     set_values: Callable[[Any, dict], Any] | None = None  # node_helpers.conditioning_set_values
     preview_callback: Callable[[], Callable | None] = lambda: None  # ComfyUI's step previews
 
@@ -127,7 +129,7 @@ def plan_jobs(images: list[np.ndarray], masks: list[np.ndarray], faces: Faces | 
 
 
 def _job(b, k, part, box, face_size, hw, s: InpaintSettings) -> FaceJob:
-    region = ic.plan_crop(box, hw, face_size, s.context, s.blend, s.target_size, s.max_pixels)
+    region = ic.plan_crop(box, hw, face_size, s.context, s.blend, s.target_size, s.max_pixels, s.multiple)
     return FaceJob(b, k, region, ic.blend_alpha(part, s.blend))
 
 
@@ -138,11 +140,28 @@ def _set_values(fns: SamplingFns, cond, values: dict):
     return [[c[0], {**c[1], **values}] for c in cond]
 
 
+def with_crop_reference(cond, crop_latent):
+    """``cond`` with the crop's latent appended as the last reference latent of every entry that
+    already carries reference latents (the user's ReferenceLatent / TextEncodeQwenImageEditPlus
+    images keep their indices). Entries without references, and the input list, are left as they
+    are: see core/inpaint/family.py for why the crop goes last and only where references exist."""
+    out = []
+    for entry in cond:
+        refs = entry[1].get("reference_latents")
+        if refs:
+            entry = [entry[0], {**entry[1], "reference_latents": list(refs) + [crop_latent]}]
+        out.append(entry)
+    return out
+
+
 def condition(fns: SamplingFns, pixels, mask):
     """Positive, negative and latent for one crop. An inpainting UNet sees the crop with the masked
     area set to grey plus the mask as extra channels (as ComfyUI's InpaintModelConditioning does);
     any model gets the mask as a latent noise mask so only the masked area is re-noised."""
     latent = {"samples": fns.encode(pixels), "noise_mask": mask}
+    if fns.reference_crop:
+        return (with_crop_reference(fns.positive, latent["samples"]),
+                with_crop_reference(fns.negative, latent["samples"]), latent)
     if not fns.inpaint_model:
         return fns.positive, fns.negative, latent
     keep = (1.0 - mask.round())[:, 0, :, :, None]

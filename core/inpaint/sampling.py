@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .. import comfy_adapter
 from ..errors import I2PError
+from .family import has_reference_latents, of_model
 from .flow import NODE, SamplingFns
 
 FALLBACK_SAMPLERS = ["euler", "euler_ancestral", "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_sde", "ddim", "uni_pc"]
@@ -37,6 +38,29 @@ def identity_info(model) -> dict | None:
     return options.get("transformer_options", {}).get("i2p_identity")
 
 
+def without_identity_patch(model):
+    """A clone of ``model`` without this pack's identity patch (the SDXL attn2 replacements and their
+    settings), for architectures it was not made for; a foreign patch it was chained to stays. The
+    MODEL the rest of the graph sees is untouched. Returns (model, whether anything was removed)."""
+    if not identity_info(model):
+        return model, False
+    clone = model.clone()
+    options = dict(clone.model_options.get("transformer_options", {}))
+    options.pop("i2p_identity", None)
+    replace = dict(options.get("patches_replace", {}))
+    attn2 = {}
+    for key, fn in replace.get("attn2", {}).items():
+        if getattr(fn, "i2p_identity", False):
+            fn = getattr(fn, "inner", None)
+        if fn is not None:
+            attn2[key] = fn
+    if "attn2" in replace:
+        replace["attn2"] = attn2
+        options["patches_replace"] = replace
+    clone.model_options["transformer_options"] = options
+    return clone, True
+
+
 def with_crop_identity_mask(model, crop_mask):
     """The identity patch's attention mask was drawn on the whole photo, but this node samples a crop:
     hand the patch the crop's own inpaint mask instead (same region, the crop's frame). A clone, so
@@ -53,6 +77,9 @@ def with_crop_identity_mask(model, crop_mask):
 
 def comfy_sampling(model, vae, positive, negative, *, steps: int, cfg: float, sampler_name: str,
                    scheduler: str, denoise: float) -> SamplingFns:
+    """The model's family (core/inpaint/family.py) decides the inpaint conditioning and whether the crop
+    becomes the edit target's reference latent; the node strips the identity patch for non-UNets."""
+    family = of_model(model)
     sample_mod = comfy_adapter.comfy_module("comfy.sample")
     if sample_mod is None:
         raise I2PError(NODE, "model", "ComfyUI's sampler is not available in this process.",
@@ -81,7 +108,9 @@ def comfy_sampling(model, vae, positive, negative, *, steps: int, cfg: float, sa
         sample=sample,
         positive=positive,
         negative=negative,
-        inpaint_model=is_inpaint_model(model),
+        inpaint_model=family.unet and is_inpaint_model(model),
+        reference_crop=(not family.unet and family.reference_latents
+                        and (has_reference_latents(positive) or has_reference_latents(negative))),
         set_values=getattr(helpers, "conditioning_set_values", None),
         preview_callback=lambda: comfy_adapter.sampler_callback(model, steps),
     )

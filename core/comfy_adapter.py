@@ -236,16 +236,55 @@ def load_torch_file(path: str | os.PathLike, safe_load: bool = True) -> dict:
     return torch.load(path, map_location="cpu", weights_only=safe_load)
 
 
+def _holder_class():
+    """``ModelHolder``, built on first use so importing the adapter never imports torch."""
+    global _Holder
+    if _Holder is None:
+        import torch
+
+        class ModelHolder(torch.nn.Module):
+            """A plain ``nn.Module`` that owns a library model for ComfyUI's model patcher.
+
+            The patcher writes bookkeeping attributes on the object it manages (``device``,
+            ``model_loaded_weight_memory``, ``model_lowvram``, ``lowvram_patch_counter``,
+            ``current_weight_patches_uuid``, ``model_offload_buffer_memory``) and calls ``.to()``,
+            ``state_dict()`` and ``named_modules()`` on it. Library classes do not all allow that:
+            transformers' ``PreTrainedModel.device`` is a read-only property, so handing the classifier
+            itself to the patcher crashed inside ``load_models_gpu``. The holder has none of those
+            attributes, so the patcher's writes land on it; the weights are the library model's own
+            (a submodule), so moving the holder moves them.
+            """
+
+            def __init__(self, module):
+                super().__init__()
+                self.held = module
+
+            def forward(self, *args, **kwargs):
+                return self.held(*args, **kwargs)
+
+        _Holder = ModelHolder
+    return _Holder
+
+
+_Holder = None
+
+
 class ManagedModel:
-    """A torch module that ComfyUI may move and evict; outside ComfyUI it just lives on one device."""
+    """A torch module that ComfyUI may move and evict; outside ComfyUI it just lives on one device.
+
+    ComfyUI's patcher gets a :func:`_holder_class` holder that owns ``module``, never ``module``
+    itself; :meth:`load` returns the library module, on its load device.
+    """
 
     def __init__(self, module, load_device=None, offload=None):
         self.module = module
+        self.holder = _holder_class()(module)
         self.load_device = load_device if load_device is not None else torch_device()
         self.offload_device = offload if offload is not None else offload_device()
         mp = comfy_module("comfy.model_patcher")
+        _hook_unload_all()
         self.patcher = (
-            mp.CoreModelPatcher(module, load_device=self.load_device, offload_device=self.offload_device)
+            mp.CoreModelPatcher(self.holder, load_device=self.load_device, offload_device=self.offload_device)
             if mp is not None
             else None
         )
@@ -258,6 +297,65 @@ class ManagedModel:
         else:
             self.module.to(self.load_device)
         return self.module
+
+
+# ------------------------------------------------------------------------------ releasing memory
+_release_callbacks: list[Callable[[], int]] = []
+_resident: list["ResidentCache"] = []
+
+
+class ResidentCache(dict):
+    """A dict of loaded models (ONNX sessions, analyzers, restorers...) kept between runs, emptied
+    when ComfyUI unloads every model (``POST /free`` with ``unload_models``, an out-of-memory error,
+    ``--disable-smart-memory``): the objects then go with the last reference to them."""
+
+    def __init__(self, what: str):
+        super().__init__()
+        self.what = what
+        _resident.append(self)
+
+    def __setitem__(self, key, value) -> None:
+        _hook_unload_all()
+        super().__setitem__(key, value)
+
+
+def on_unload_all(release: Callable[[], int]) -> None:
+    """Call ``release()`` (returning how many objects it let go) when ComfyUI unloads every model."""
+    _release_callbacks.append(release)
+    _hook_unload_all()
+
+
+def release_resident() -> int:
+    """Empty every :class:`ResidentCache` and run the registered releases; returns the object count."""
+    count = 0
+    for cache in _resident:
+        count += len(cache)
+        cache.clear()
+    for release in list(_release_callbacks):
+        count += int(release() or 0)
+    return count
+
+
+def _hook_unload_all() -> None:
+    """Wrap ``comfy.model_management.unload_all_models`` once so the pack's own resident objects go
+    with ComfyUI's models. ComfyUI has no event for this: its main loop (``POST /free``), the OOM
+    handler and ``--disable-smart-memory`` all call that one function through the module."""
+    mm = comfy_module("comfy.model_management")
+    if mm is None or getattr(mm.unload_all_models, "i2p_releases", False):
+        return
+    original = mm.unload_all_models
+
+    def unload_all_models(*args, **kwargs):
+        try:
+            return original(*args, **kwargs)
+        finally:
+            count = release_resident()
+            if count:
+                print(f"[IP-to-Portrait] released {count} resident model(s)", file=sys.stderr, flush=True)
+
+    unload_all_models.i2p_releases = True
+    unload_all_models.__wrapped__ = original
+    mm.unload_all_models = unload_all_models
 
 
 # -------------------------------------------------------------------------------- progress, interrupt

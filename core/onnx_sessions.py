@@ -7,6 +7,8 @@ import os
 import threading
 from pathlib import Path
 
+from . import comfy_adapter
+
 PROVIDER_CHOICES = ["auto", "CPU", "CUDA", "CoreML", "DirectML", "ROCm"]
 _FULL_NAMES = {
     "CPU": "CPUExecutionProvider",
@@ -15,7 +17,7 @@ _FULL_NAMES = {
     "DirectML": "DmlExecutionProvider",
     "ROCm": "ROCMExecutionProvider",
 }
-_cache: dict[tuple, object] = {}
+_cache: dict[tuple, object] = comfy_adapter.ResidentCache("ONNX sessions")
 _lock = threading.Lock()
 
 

@@ -14,9 +14,11 @@ them apart (IPAdapter_plus keys off ``plusv2`` too); ``plus_version`` overrides 
 from __future__ import annotations
 
 import os
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..core import comfy_adapter
 from ..core.errors import I2PError, model_file_errors
 from .manifest import id_for
 
@@ -78,6 +80,7 @@ class IPAdapter:
             from ..core.identity.projection import build_projection
 
             self._projection = build_projection(self.image_proj)
+            _projected[id(self)] = self
         return self._projection
 
     def describe(self) -> str:
@@ -88,6 +91,21 @@ class IPAdapter:
         if self.clip_projection:
             lines.append(f"needs a CLIP vision model with image_embeds width {self.clip_projection}")
         return "\n".join(lines + self.notes)
+
+
+_projected: "weakref.WeakValueDictionary[int, IPAdapter]" = weakref.WeakValueDictionary()
+
+
+def _drop_projections() -> int:
+    """The fp32 projections go when ComfyUI unloads every model (rebuilt from the state dict on use)."""
+    adapters = list(_projected.values())
+    for adapter in adapters:
+        adapter._projection = None
+    _projected.clear()
+    return len(adapters)
+
+
+comfy_adapter.on_unload_all(_drop_projections)
 
 
 def read_state_dict(path: str | os.PathLike) -> dict:

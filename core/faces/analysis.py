@@ -42,7 +42,7 @@ TASKS = ("detection", "recognition", "genderage", "landmark_2d_106")
 MIN_RETRY_SIZE = 320
 RETRY_STEP = 64
 
-_cache: dict[tuple, "FaceAnalyzer"] = {}
+_cache: dict[tuple, "FaceAnalyzer"] = comfy_adapter.ResidentCache("face analyzers")
 _cache_lock = threading.Lock()
 
 

@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from .. import masks
+from .. import comfy_adapter, masks
 from . import align
 
 CLASSES = ("background", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "eye_g", "l_ear", "r_ear", "ear_r",
@@ -87,7 +87,7 @@ class FaceParser:
         return logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
 
 
-_parsers: dict[tuple, FaceParser] = {}
+_parsers: dict[tuple, FaceParser] = comfy_adapter.ResidentCache("face parsers")
 _parsers_lock = threading.Lock()
 
 

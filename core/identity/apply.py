@@ -80,7 +80,7 @@ def pick_source_faces(images: list[np.ndarray], faces=None, analyzer=None) -> li
     return chosen
 
 
-_CACHE: dict = {}  # encoded identities: a widget change (weight, stop_at) does not re-run CLIP
+_CACHE: dict = comfy_adapter.ResidentCache("encoded identities")  # encoded identities: a widget change (weight, stop_at) does not re-run CLIP
 _CACHE_SIZE = 8
 
 

@@ -22,7 +22,7 @@ from ..faces.types import Face
 
 NODE = "I2P Face Swap"
 _ALIGN = 224
-_cache: dict[tuple, "GhostSwapper"] = {}
+_cache: dict[tuple, "GhostSwapper"] = comfy_adapter.ResidentCache("Ghost swappers")
 _lock = threading.Lock()
 
 

@@ -23,7 +23,7 @@ from ..errors import I2PError, download_command, model_file_errors
 DEFAULT_THRESHOLD = 0.80  # refuse when P(nsfw) >= this
 FOLDER = "nsfw_detector"
 SUBDIR = "vit-base-nsfw-detector"
-_cache: dict[tuple, "NsfwClassifier"] = {}
+_cache: dict[tuple, "NsfwClassifier"] = comfy_adapter.ResidentCache("content-safety classifiers")
 _lock = threading.Lock()
 
 

@@ -20,7 +20,7 @@ from ..faces.types import Face
 
 NODE = "I2P Face Restore"
 PRECISIONS = ["auto", "fp32", "bf16"]
-_cache: dict[tuple, "Restorer"] = {}
+_cache: dict[tuple, "Restorer"] = comfy_adapter.ResidentCache("face restorers")
 _lock = threading.Lock()
 
 

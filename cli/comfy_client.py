@@ -140,6 +140,17 @@ class ComfyClient:
     def system_stats(self) -> dict:
         return self._json("GET", "/system_stats")
 
+    def get_json(self, path: str, timeout: float | None = None) -> Any:
+        """Any JSON ``GET`` of the server's API (``/models``, ``/object_info/<node>``, ...)."""
+        return self._json("GET", path, timeout=timeout)
+
+    def free(self, unload_models: bool = True, free_memory: bool = False) -> None:
+        """``POST /free``: unload every model (and with ``free_memory`` drop the cached node outputs)
+        after the running prompt; what the editor's "Unload models" buttons send."""
+        response = self._request("POST", "/free", json={"unload_models": unload_models, "free_memory": free_memory})
+        if response.status_code != 200:
+            raise ComfyError(f"POST /free answered {response.status_code}: {response.text[:200]}")
+
     def object_info(self) -> dict:
         return self._json("GET", "/object_info", timeout=max(self.timeout, 120))
 

@@ -16,7 +16,9 @@ or ``none``) limits which are built; by default every entry whose builder suppor
 
 ``ComfyServer`` has the helpers other integration tests use: ``object_info``, ``queue_prompt``,
 ``run_prompt`` (queues a prompt and collects its websocket events until it is done), ``history``,
-``view``, ``upload_image``, ``output_images``, ``log_text``.
+``view``, ``upload_image``, ``output_images``, ``log_text``, ``free_memory``, ``rss_bytes``. Every
+HTTP and websocket call goes through the CLI's :class:`cli.comfy_client.ComfyClient`: the tier also
+tests the client users run.
 """
 from __future__ import annotations
 
@@ -28,16 +30,20 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 import pytest
+
+from packload import pack_module
+
+comfy_client = pack_module("cli.comfy_client")  # the pack's one ComfyUI HTTP/websocket client
+PromptRejected = comfy_client.PromptRejected  # POST /prompt answered 400: ``error``, ``node_errors``
 
 PACK_ROOT = Path(__file__).resolve().parent.parent
 PACK_DIR_NAME = "ip_to_portrait"
@@ -193,21 +199,13 @@ def pack_import_failures(log: str, pack_dir_name: str = PACK_DIR_NAME) -> list[s
 
 
 # ------------------------------------------------------------------------------------------- server
-class PromptRejected(Exception):
-    """POST /prompt answered 400: ``body`` holds ComfyUI's ``error`` and ``node_errors``."""
-
-    def __init__(self, body: dict):
-        super().__init__(json.dumps(body)[:2000])
-        self.body = body
-
-
 @dataclass
 class PromptRun:
     """One executed prompt: its id, websocket events (in order), preview frames and history entry."""
 
     prompt_id: str
     events: list[dict] = field(default_factory=list)
-    previews: list[tuple[int, int, bytes]] = field(default_factory=list)  # (event, image type, bytes)
+    previews: list = field(default_factory=list)  # cli.comfy_client.Preview frames, in order
     history: dict = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -233,6 +231,7 @@ class ComfyServer:
         self.base = Path(base)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.client = comfy_client.ComfyClient(self.url, timeout=60)
         self.log_path = self.base / "comfyui.log"
         self.command = server_command(self.comfy_path, self.base, self.port, python, extra_args)
         self.env = env if env is not None else _server_env()
@@ -243,6 +242,7 @@ class ComfyServer:
         self.built_models: dict[str, Path] = {}  # manifest id -> file in the full-model cache
         self.skipped_models: dict[str, str] = {}  # manifest id -> why it is not there
         self.dirs: dict[str, Path] = {}
+        self.figures: list[str] = []  # measured lines, printed when the session ends
 
     # -- lifecycle
     def start(self, timeout: float = START_TIMEOUT_S) -> "ComfyServer":
@@ -256,13 +256,9 @@ class ComfyServer:
         while time.monotonic() - t0 < timeout:
             if self.process.poll() is not None:
                 raise RuntimeError(f"ComfyUI exited with {self.process.returncode} while starting:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(self.url + "/system_stats", timeout=5) as r:
-                    if r.status == 200:
-                        self.start_seconds = time.monotonic() - t0
-                        return self
-            except (urllib.error.URLError, ConnectionError, OSError):
-                pass
+            if self.client.alive(timeout=5):
+                self.start_seconds = time.monotonic() - t0
+                return self
             time.sleep(0.5)
         self.stop()
         raise TimeoutError(f"ComfyUI did not answer within {timeout:.0f} s:\n{self.log_tail()}")
@@ -288,7 +284,7 @@ class ComfyServer:
             return
         rss = self.rss_bytes()
         if rss:
-            self.peak_rss_bytes = rss[1]
+            self.peak_rss_bytes = max(self.peak_rss_bytes or 0, rss[1])
         try:
             os.killpg(proc.pid, signal.SIGINT)  # the process group this fixture started
             proc.wait(timeout=timeout)
@@ -306,98 +302,64 @@ class ComfyServer:
     def log_tail(self, n: int = 60) -> str:
         return "\n".join(self.log_text().splitlines()[-n:])
 
-    # -- HTTP
-    def request(self, method: str, path: str, body: Any = None, timeout: float = 60,
-                headers: dict | None = None) -> tuple[int, bytes]:
-        data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
-        hdrs = {"Content-Type": "application/json"} if data is not None and not isinstance(body, bytes) else {}
-        hdrs.update(headers or {})
-        req = urllib.request.Request(self.url + path, data=data, method=method, headers=hdrs)
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
-                return r.status, r.read()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read()
+    def reset_peak_rss(self) -> None:
+        """Start a new peak-RSS measurement (Linux: ``5`` to /proc/PID/clear_refs resets VmHWM)."""
+        rss = self.rss_bytes()
+        if rss:
+            self.peak_rss_bytes = max(self.peak_rss_bytes or 0, rss[1])
+            Path(f"/proc/{self.process.pid}/clear_refs").write_text("5")
 
+    def record_figure(self, line: str) -> None:
+        """A measured figure: into the server log now, and printed when the session ends."""
+        self.figures.append(line)
+        with open(self.log_path, "a") as f:
+            f.write(f"[i2p test] {line}\n")
+
+    # -- HTTP, through the CLI's client
     def get_json(self, path: str, timeout: float = 60) -> Any:
-        status, raw = self.request("GET", path, timeout=timeout)
-        if status != 200:
-            raise RuntimeError(f"GET {path} -> {status}: {raw[:500]!r}")
-        return json.loads(raw)
+        return self.client.get_json(path, timeout=timeout)
 
     def object_info(self, node_class: str | None = None) -> dict:
-        return self.get_json("/object_info" + (f"/{urllib.parse.quote(node_class)}" if node_class else ""))
+        return self.get_json("/object_info" + (f"/{urllib.parse.quote(node_class)}" if node_class else ""), 120)
 
     def models(self, folder: str) -> list[str]:
         """``GET /models/<folder>``: the file names ComfyUI offers for that folder."""
         return self.get_json(f"/models/{urllib.parse.quote(folder)}")
 
     def post_prompt(self, prompt: dict, client_id: str | None = None, extra_data: dict | None = None) -> tuple[int, dict]:
-        """Raw ``POST /prompt``: (status, body). Use for tests of validation errors."""
-        body = {"prompt": prompt, "client_id": client_id or uuid.uuid4().hex}
-        if extra_data:
-            body["extra_data"] = extra_data
-        status, raw = self.request("POST", "/prompt", body)
-        return status, json.loads(raw) if raw else {}
+        """``POST /prompt`` as (status, body), a 400 included: for tests of validation errors."""
+        try:
+            return 200, {"prompt_id": self.queue_prompt(prompt, client_id, extra_data)}
+        except PromptRejected as exc:
+            return 400, {"error": exc.error, "node_errors": exc.node_errors}
 
     def queue_prompt(self, prompt: dict, client_id: str | None = None, extra_data: dict | None = None) -> str:
-        status, body = self.post_prompt(prompt, client_id, extra_data)
-        if status != 200:
-            raise PromptRejected(body)
-        return body["prompt_id"]
+        return self.client.submit(prompt, client_id or uuid.uuid4().hex, extra_data)
 
     def history(self, prompt_id: str) -> dict:
-        return self.get_json(f"/history/{prompt_id}").get(prompt_id, {})
+        return self.client.history(prompt_id) or {}
 
     def wait_for_history(self, prompt_id: str, timeout: float = 600) -> dict:
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < timeout:
-            entry = self.history(prompt_id)
-            if entry.get("status", {}).get("completed") or entry.get("status", {}).get("status_str") == "error":
-                return entry
-            self._check_alive()
-            time.sleep(0.5)
-        raise TimeoutError(f"prompt {prompt_id} not done within {timeout:.0f} s:\n{self.log_tail()}")
+        return self.client.wait_history(prompt_id, timeout=timeout)
 
     def run_prompt(self, prompt: dict, timeout: float = 600, extra_data: dict | None = None) -> PromptRun:
         """Queue ``prompt`` and collect its websocket events until ComfyUI reports it finished (or
         failed, or was interrupted); then read its history entry."""
-        import websocket  # websocket-client
-
-        client_id = uuid.uuid4().hex
-        ws = websocket.create_connection(f"ws://127.0.0.1:{self.port}/ws?clientId={client_id}", timeout=10)
+        run = PromptRun("")
+        cancel = threading.Event()
+        timer = threading.Timer(timeout, cancel.set)
+        timer.start()
         t0 = time.monotonic()
         try:
-            prompt_id = self.queue_prompt(prompt, client_id, extra_data)
-            run = PromptRun(prompt_id)
-            while True:
-                if time.monotonic() - t0 > timeout:
-                    raise TimeoutError(f"prompt {prompt_id} not done within {timeout:.0f} s:\n{self.log_tail()}")
-                try:
-                    opcode, payload = ws.recv_data()
-                except websocket.WebSocketTimeoutException:
-                    self._check_alive()
-                    continue
-                if opcode == websocket.ABNF.OPCODE_BINARY:
-                    if len(payload) >= 8:
-                        run.previews.append((int.from_bytes(payload[:4], "big"), int.from_bytes(payload[4:8], "big"), payload[8:]))
-                    continue
-                if opcode != websocket.ABNF.OPCODE_TEXT:
-                    continue
-                msg = json.loads(payload)
-                data = msg.get("data", {}) or {}
-                if data.get("prompt_id") not in (None, prompt_id):
-                    continue
-                run.events.append(msg)
-                kind = msg.get("type")
-                if kind in ("execution_error", "execution_interrupted"):
-                    break
-                if kind == "executing" and data.get("node") is None and data.get("prompt_id") == prompt_id:
-                    break
+            run.prompt_id, _ = self.client.run(
+                prompt, on_event=lambda kind, data: run.events.append({"type": kind, "data": data}),
+                on_preview=run.previews.append, extra_data=extra_data, cancel=cancel)
         finally:
-            ws.close()
+            timer.cancel()
+        if cancel.is_set():
+            raise TimeoutError(f"prompt {run.prompt_id} not done within {timeout:.0f} s:\n{self.log_tail()}")
         run.seconds = time.monotonic() - t0
-        run.history = self.wait_for_history(prompt_id, timeout=60)
+        run.history = self.wait_for_history(run.prompt_id, timeout=60)
         return run
 
     def output_images(self, history: dict) -> list[dict]:
@@ -408,30 +370,18 @@ class ComfyServer:
         return out
 
     def view(self, filename: str, subfolder: str = "", type: str = "output") -> bytes:
-        q = urllib.parse.urlencode({"filename": filename, "subfolder": subfolder, "type": type})
-        status, raw = self.request("GET", f"/view?{q}")
-        if status != 200:
-            raise RuntimeError(f"/view {filename} -> {status}")
-        return raw
+        return self.client.view(filename, subfolder, type)
 
-    def upload_image(self, png_bytes: bytes, name: str, overwrite: bool = True) -> str:
-        """``POST /upload/image`` (multipart); returns the name a LoadImage node takes."""
-        boundary = uuid.uuid4().hex
-        parts = [
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{name}\"\r\n"
-            "Content-Type: image/png\r\n\r\n".encode() + png_bytes + b"\r\n",
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"overwrite\"\r\n\r\n{str(overwrite).lower()}\r\n".encode(),
-            f"--{boundary}--\r\n".encode(),
-        ]
-        status, raw = self.request("POST", "/upload/image", b"".join(parts),
-                                   headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-        if status != 200:
-            raise RuntimeError(f"upload {name} -> {status}: {raw[:300]!r}")
-        body = json.loads(raw)
-        return f"{body['subfolder']}/{body['name']}" if body.get("subfolder") else body["name"]
+    def upload_image(self, png_bytes: bytes, name: str) -> str:
+        """Upload picture bytes to ComfyUI's input folder; returns the name a LoadImage node takes."""
+        folder = self.base / "uploads"
+        folder.mkdir(exist_ok=True)
+        (folder / name).write_bytes(png_bytes)
+        return self.client.upload_image(folder / name, subfolder="")
 
-    def free_memory(self) -> None:
-        self.request("POST", "/free", {"unload_models": True, "free_memory": True})
+    def free_memory(self, unload_models: bool = True, free_memory: bool = True) -> None:
+        """``POST /free``: ComfyUI acts on it between prompts, in its prompt worker."""
+        self.client.free(unload_models=unload_models, free_memory=free_memory)
 
     def _check_alive(self) -> None:
         if self.process is not None and self.process.poll() is not None:
@@ -484,7 +434,7 @@ def _record_figures(server: ComfyServer) -> None:
             f"peak RSS {(server.peak_rss_bytes or 0) / 2**30:.2f} GiB")
     with open(server.log_path, "a") as f:
         f.write(line + "\n")
-    sys.stderr.write(line + "\n")
+    sys.stderr.write("\n".join([*(f"[i2p test] {f}" for f in server.figures), line]) + "\n")
 
 
 if __name__ == "__main__":  # python comfyui_fixtures.py build CACHE PROFILE ID... (see build_models_in_subprocess)

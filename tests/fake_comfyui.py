@@ -177,6 +177,7 @@ class FakeComfyUI:
         self.pending: list[tuple] = []
         self.running: list[tuple] = []
         self.interrupts: list[dict] = []
+        self.frees: list[dict] = []
         self._interrupt = threading.Event()
         self._queue: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
@@ -445,6 +446,11 @@ class FakeComfyUI:
                     running = [p[1] for p in fake.running]
                     if not data.get("prompt_id") or data["prompt_id"] in running:
                         fake._interrupt.set()
+                    self.send_response(200)
+                    self.end_headers()
+                    return
+                if url.path == "/free":  # ComfyUI sets flags its prompt worker acts on; nothing to free here
+                    fake.frees.append(data)
                     self.send_response(200)
                     self.end_headers()
                     return

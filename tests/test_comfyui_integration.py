@@ -1,13 +1,14 @@
 """The pack inside a real ComfyUI (tier ``comfyui``), plus CI checks of that tier's own machinery.
 
 Run the real tier with the venv from tests/integration/setup_comfyui_env.sh:
-    COMFYUI_PATH=/path/to/ComfyUI /work/comfy-venv/bin/python -m pytest -m comfyui
+    COMFYUI_PATH=/path/to/ComfyUI /path/to/comfy-venv/bin/python -m pytest -m comfyui
 """
 from __future__ import annotations
 
 import io
 import json
 import math
+import re
 import struct
 from pathlib import Path
 
@@ -231,11 +232,11 @@ def test_full_sdxl_inpaint_checkpoint_samples_in_comfyui(comfyui_server):
     assert run.succeeded, f"{run.error}\n{comfyui_server.log_tail()}"
     progress = [p for p in run.of_type("progress") if p.get("node") == "6"]
     assert progress and progress[-1]["value"] == progress[-1]["max"] == 2, progress
-    frames = [p for p in run.previews if p[0] == 1]  # PREVIEW_IMAGE: image type, then JPEG/PNG bytes
-    assert frames, f"no latent preview frames arrived over the websocket: {[p[:2] for p in run.previews]}"
+    frames = run.previews  # cli.comfy_client.Preview: the picture frames the websocket carried
+    assert frames, "no latent preview frames arrived over the websocket"
     from PIL import Image
 
-    Image.open(io.BytesIO(frames[-1][2])).verify()
+    Image.open(io.BytesIO(frames[-1].data)).verify()
     executed = {e["node"] for e in run.of_type("executing") if e.get("node")}
     assert {"1", "5", "6", "7", "8"} <= executed
     log = comfyui_server.log_text()
@@ -321,7 +322,7 @@ def test_comfy_server_lifecycle_and_http_helpers(fake_comfy):
         assert server.get_json("/system_stats") == {"system": {}}
         with pytest.raises(cf.PromptRejected) as rejected:
             server.queue_prompt({})
-        assert rejected.value.body["error"]["type"] == "prompt_no_outputs"
+        assert rejected.value.error["type"] == "prompt_no_outputs"
         status, body = server.post_prompt({})
         assert status == 400 and "node_errors" in body
         prompt_id = server.queue_prompt({"1": {"class_type": "X", "inputs": {}}})
@@ -343,3 +344,44 @@ def test_comfy_server_that_dies_at_start_reports_its_log(fake_comfy):
     server = cf.ComfyServer(comfy, base, extra_args=["--fail"])
     with pytest.raises(RuntimeError, match="(?s)exited with 3.*cannot start"):
         server.start(timeout=60)
+
+
+def test_comfy_server_runs_a_prompt_over_the_websocket(tmp_path):
+    """run_prompt, upload, view and /free through the CLI's client, against the protocol fake."""
+    comfy = tmp_path / "ComfyUI"
+    comfy.mkdir()
+    (comfy / "main.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(Path(__file__).resolve().parent)!r})\n"
+        "import fake_comfyui\nfake_comfyui.main(sys.argv[1:])\n")
+    base = tmp_path / "base"
+    cf.prepare_base_dir(base)
+    server = cf.ComfyServer(comfy, base).start(timeout=60)
+    try:
+        name = server.upload_image(_input_png(32), "in.png")
+        prompt = {"1": {"class_type": "LoadImage", "inputs": {"image": name}},
+                  "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "x"}}}
+        run = server.run_prompt(prompt, timeout=60)
+        assert run.succeeded and run.prompt_id and run.history, run.events
+        assert {e["node"] for e in run.of_type("executing") if e.get("node")} == {"1", "2"}
+        (out,) = server.output_images(run.history)
+        assert server.view(out["filename"], out["subfolder"], out["type"]).startswith(b"\x89PNG")
+        server.free_memory()
+    finally:
+        server.stop()
+
+
+def test_no_path_of_a_development_machine_in_the_project():
+    """Defaults and docs name generic places (COMFYUI_PATH, ~/.cache/...), never a path of the machine
+    the pack was developed on."""
+    root = Path(__file__).resolve().parent.parent
+    bad = []
+    for path in root.rglob("*"):
+        rel = path.relative_to(root)
+        if not path.is_file() or rel.parts[0] in (".git", ".venv") or "__pycache__" in rel.parts:
+            continue
+        if path.suffix.lower() not in (".py", ".sh", ".md", ".toml", ".txt", ".json", ".yaml", ".yml", ".cfg", ".ini", ""):
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        for hit in re.finditer(r"(?<![\w.~])/(?:work|root)/[\w.-]+", text):
+            bad.append(f"{rel}: {hit.group(0)}")
+    assert not bad, bad

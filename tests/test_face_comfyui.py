@@ -6,8 +6,8 @@ ComfyUI's model management, and the masks and previews come back with the image'
 
 Run with the venv from tests/integration/setup_comfyui_env.sh, building only the models used here:
     I2P_COMFY_TEST_MODELS=buffalo_l-det_10g,buffalo_l-w600k_r50,buffalo_l-genderage,buffalo_l-2d106det,\
-buffalo_l-1k3d68,bisenet-face-parsing COMFYUI_PATH=/work/comfyui \
-    /work/comfy-venv/bin/python -m pytest -q tests/test_face_comfyui.py
+buffalo_l-1k3d68,bisenet-face-parsing COMFYUI_PATH=/path/to/ComfyUI \
+    ~/.cache/ip_to_portrait/comfy-venv/bin/python -m pytest -q tests/test_face_comfyui.py
 """
 from __future__ import annotations
 

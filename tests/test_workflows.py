@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+import shipped_workflows as sw
 from packload import PACK_ROOT, load_pack, pack_module
 
 WORKFLOWS = PACK_ROOT / "workflows"
@@ -354,41 +355,122 @@ def test_seed_widget_gets_its_control_value(schemas):
 
 
 # ----------------------------------------------------------------------------- real ComfyUI tier
-FAST = {"steps": 2, "target_size": 256}
+def test_tier_helper_changes_only_the_cpu_knobs():
+    """What the comfyui tier queues is the shipped file: the helper changes nothing else, every knob it
+    may change is there to change, and the check notices any other edit."""
+    assert sw.names() == NAMES
+    for name in NAMES:
+        shipped = api(name)
+        run = sw.for_cpu(shipped)
+        assert sw.unexpected_changes(shipped, run) == [], name
+        assert any(node["inputs"].get("steps") == sw.CPU_KNOBS["steps"] for node in run.values()) or name == "fast_swap"
+        assert shipped == api(name)  # the helper works on a copy
+    shipped = api("recommended_portrait")
+    for nid, node in shipped.items():
+        for key, value in node["inputs"].items():
+            if isinstance(value, list) or key in sw.CPU_KNOBS or node["class_type"] == "LoadImage":
+                continue
+            edited = copy.deepcopy(shipped)
+            edited[nid]["inputs"][key] = "changed" if not isinstance(value, str) else value + "x"
+            assert sw.unexpected_changes(shipped, edited), (nid, key)
+    edited = copy.deepcopy(shipped)
+    swap = next(n for n in edited.values() if n["class_type"] == "I2PFaceSwap")
+    swap["inputs"]["content_safety"] = "off"
+    assert any("content_safety" in c for c in sw.unexpected_changes(shipped, edited))
+    edited = copy.deepcopy(shipped)
+    edited.pop(next(iter(edited)))
+    assert sw.unexpected_changes(shipped, edited)
+
+
+def _run_shipped(name: str, folder: Path, server, capsys) -> dict:
+    """Queue the shipped workflow with the CLI (photos, CPU knobs, the shipped seed) and check that
+    it ran to the end and that the prompt ComfyUI recorded is the shipped one; returns the summary."""
+    from skimage import data as skdata
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ref, face, face2 = folder / "ref.png", folder / "face.png", folder / "face2.png"
+    Image.fromarray(skdata.astronaut()).save(ref)
+    Image.fromarray(skdata.astronaut()).resize((384, 384)).save(face)
+    Image.fromarray(skdata.astronaut()[::-1].copy()).save(face2)
+    shipped = api(name)
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps(sw.for_cpu(shipped)))
+    argv = ["run", "--workflow", str(path), "--reference", str(ref), "--out", str(folder / "out"),
+            "--server", server.url]
+    seed = sw.shipped_seed(shipped)
+    if seed is not None:  # the CLI always sets a seed: give it the shipped one
+        argv += ["--seed", str(seed)]
+    for f in [face, face2][:EXPECTED[name]]:
+        argv += ["--face", str(f)]
+    rc = pack_module("cli.main").main(argv)
+    result = json.loads((folder / "out" / "summary.json").read_text())[0]
+    assert rc == 0, result["message"] + "\n" + server.log_tail(40)
+    assert result["status"] == "ok" and result["outputs"], result
+    assert "some outputs will not run" not in capsys.readouterr().err  # no node_errors in the 200 answer
+    queued = server.history(result["prompt_id"])["prompt"][2]
+    assert sw.unexpected_changes(shipped, queued) == []
+    with Image.open(result["outputs"][0]) as im, Image.open(ref) as r:
+        assert im.size == r.size
+    return result
 
 
 @pytest.mark.comfyui
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_workflow_runs_in_real_comfyui(name, tmp_path, comfyui_server, capsys):
-    """Through POST /prompt with the CLI, in a real ComfyUI with the full random-weight models:
-    every node of the shipped graph runs and the saved image comes back the reference's size."""
-    from skimage import data as skdata
+    """Through POST /prompt with the CLI, in a real ComfyUI with the full random-weight models: the
+    shipped graph (content-safety gate on) with only the photos and the CPU knobs changed, checked
+    on the prompt ComfyUI recorded; every node runs and the saved image has the reference's size.
+    The server's peak RSS for this workflow (after a /free) is recorded for the README's table."""
+    comfyui_server.free_memory()
+    _settle(comfyui_server)
+    comfyui_server.reset_peak_rss()
+    result = _run_shipped(name, tmp_path, comfyui_server, capsys)
+    now, peak = comfyui_server.rss_bytes()
+    comfyui_server.record_figure(f"workflow {name}: peak RSS {peak / 2**30:.2f} GiB, {result['seconds']:.0f} s "
+                                 f"(steps {sw.CPU_KNOBS['steps']}, target_size {sw.CPU_KNOBS['target_size']})")
 
-    if name in NOT_RUNNABLE_YET:
-        pytest.skip(f"{name}: {NOT_RUNNABLE_YET[name]}")
-    ref, face, face2 = tmp_path / "ref.png", tmp_path / "face.png", tmp_path / "face2.png"
-    Image.fromarray(skdata.astronaut()).save(ref)
-    Image.fromarray(skdata.astronaut()).resize((384, 384)).save(face)
-    Image.fromarray(skdata.astronaut()[::-1].copy()).save(face2)
-    prompt = api(name)
-    for node in prompt.values():  # 2 steps at 256 px: the graph, not the picture, is under test
-        for key, value in FAST.items():
-            if key in node["inputs"] and not isinstance(node["inputs"][key], list):
-                node["inputs"][key] = value
-        if node["class_type"] == "I2PFaceSwap":  # a random-weight NSFW classifier gives random verdicts
-            node["inputs"]["content_safety"] = "off"
-    path = tmp_path / f"{name}.json"
-    path.write_text(json.dumps(prompt))
-    faces = [face, face2][:EXPECTED[name]]
-    argv = ["run", "--workflow", str(path), "--reference", str(ref), "--out", str(tmp_path / "out"),
-            "--server", comfyui_server.url, "--seed", "1"]
-    for f in faces:
-        argv += ["--face", str(f)]
-    rc = pack_module("cli.main").main(argv)
-    result = json.loads((tmp_path / "out" / "summary.json").read_text())[0]
-    assert rc == 0, result["message"] + "\n" + comfyui_server.log_tail(40)
-    assert result["status"] == "ok" and result["outputs"], result
-    assert "some outputs will not run" not in capsys.readouterr().err  # no node_errors in the 200 answer
-    with Image.open(result["outputs"][0]) as im:
-        assert im.size == Image.open(ref).size
+
+def _settle(server, seconds: float = 20.0) -> int:
+    """The server's RSS once it stops moving (ComfyUI frees between prompts, then collects garbage)."""
+    import time
+
+    last = server.rss_bytes()[0]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = server.rss_bytes()[0]
+        if abs(now - last) < 8 * 2**20:
+            return now
+        last = now
+    return last
+
+
+@pytest.mark.comfyui
+@pytest.mark.slow
+def test_free_releases_the_packs_resident_models(tmp_path, comfyui_server, capsys):
+    """``POST /free`` with ``unload_models`` (the editor's "Unload models") lets go of the pack's own
+    models: the swap session, the safety classifier, GFPGAN. On a CPU ComfyUI itself releases no RAM
+    for them (unloading moves weights from CPU to CPU), so the drop measured here is the pack's."""
+    import time
+
+    server = comfyui_server
+    _run_shipped("fast_swap", tmp_path / "warm", server, capsys)  # imports and first loads
+    server.free_memory(unload_models=True, free_memory=True)
+    base = _settle(server)
+    _run_shipped("fast_swap", tmp_path / "run", server, capsys)
+    loaded = _settle(server, 5)
+    marker = len(server.log_text())
+    server.free_memory(unload_models=True, free_memory=False)
+    deadline = time.monotonic() + 60
+    while "[IP-to-Portrait] released" not in server.log_text()[marker:] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert "[IP-to-Portrait] released" in server.log_text()[marker:], server.log_tail(30)
+    released = _settle(server)
+    gib = 2**30
+    server.record_figure(f"/free after fast_swap: RSS {loaded / gib:.2f} GiB loaded, {released / gib:.2f} GiB after "
+                         f"unload_models ({base / gib:.2f} GiB after a full /free before the run)")
+    share = loaded - base
+    assert loaded - released >= max(0.4 * share, 300 * 2**20), (base, loaded, released)
+
+

@@ -5,8 +5,8 @@
 # does not need, and a broken ComfyUI install must never break the CI tier.
 #
 # usage: COMFYUI_PATH=/path/to/ComfyUI bash tests/integration/setup_comfyui_env.sh [VENV_DIR]
-#   VENV_DIR        default $COMFY_VENV, else /work/comfy-venv
-#   COMFYUI_PATH    a ComfyUI checkout (its requirements.txt is installed); default /work/comfyui
+#   VENV_DIR        default $COMFY_VENV, else ${XDG_CACHE_HOME:-~/.cache}/ip_to_portrait/comfy-venv
+#   COMFYUI_PATH    a ComfyUI checkout (its requirements.txt is installed); required
 #   PYTHON          interpreter that creates the venv (default python3)
 #   I2P_PIP_LOCK    a lock file every pip run holds (default /tmp/i2p-pip.lock; empty = no lock), so
 #                   parallel installs on one machine do not fight over pip's cache
@@ -19,8 +19,8 @@
 set -euo pipefail
 
 PACK_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-VENV="${1:-${COMFY_VENV:-/work/comfy-venv}}"
-COMFYUI_PATH="${COMFYUI_PATH:-/work/comfyui}"
+VENV="${1:-${COMFY_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/ip_to_portrait/comfy-venv}}"
+COMFYUI_PATH="${COMFYUI_PATH:-}"
 PYTHON="${PYTHON:-python3}"
 LOCK="${I2P_PIP_LOCK-/tmp/i2p-pip.lock}"
 
@@ -28,6 +28,10 @@ TORCH_VERSION="${TORCH_VERSION:-2.14.1}"
 TORCHVISION_VERSION="${TORCHVISION_VERSION:-0.29.1}"
 TORCHAUDIO_VERSION="${TORCHAUDIO_VERSION:-2.11.0}"
 
+if [[ -z "$COMFYUI_PATH" ]]; then
+    echo "error: set COMFYUI_PATH to a ComfyUI checkout, e.g. COMFYUI_PATH=/path/to/ComfyUI bash $0" >&2
+    exit 2
+fi
 if [[ ! -f "$COMFYUI_PATH/main.py" || ! -f "$COMFYUI_PATH/requirements.txt" ]]; then
     echo "error: COMFYUI_PATH='$COMFYUI_PATH' is not a ComfyUI checkout (no main.py / requirements.txt)" >&2
     exit 2

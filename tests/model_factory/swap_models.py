@@ -12,7 +12,8 @@
 - ``gfpgan-v1.4``: the full-size GFPGANv1Clean (spandrel's class, its config is fixed) in the
   ``params_ema`` layout, fp16 to save disk, in both profiles.
 - ``nsfw-vit`` / ``nsfw-vit-config``: ``ViTForImageClassification`` (labels normal / nsfw) saved in the
-  Hugging Face layout; tiny dims in ``tiny``, ViT-base in ``full``.
+  Hugging Face layout; tiny dims in ``tiny``, ViT-base in ``full``. The head's bias makes it call every
+  picture normal, so graphs run with the content-safety gate on; refusal tests set their own head.
 """
 from __future__ import annotations
 
@@ -223,6 +224,8 @@ def _nsfw_folder(profile: str) -> Path:
                                             intermediate_size=32, image_size=32, patch_size=8)
     cfg = ViTConfig(id2label={0: "normal", 1: "nsfw"}, label2id={"normal": 0, "nsfw": 1}, **dims)
     model = ViTForImageClassification(cfg).eval()
+    with torch.no_grad():  # random features, but a head that calls every picture "normal" (P(nsfw) ~ 1e-5):
+        model.classifier.bias.copy_(torch.tensor([6.0, -6.0]))  # the gate stays on in graph tests
     folder = Path(tempfile.mkdtemp(prefix=f"i2p-nsfw-{profile}-"))
     model.save_pretrained(str(folder), safe_serialization=True)
     cache[profile] = folder

@@ -57,8 +57,6 @@ def _key_weight(model, key: str):
 class ModelPatcherImitation:
     """The operations of ComfyUI's ``ModelPatcher`` on ``self.model``, listed in the module docstring."""
 
-    instances: list["ModelPatcherImitation"] = []
-
     def __init__(self, model, load_device, offload_device, size=0, weight_inplace_update=False):
         self.model = model
         self.load_device = load_device
@@ -75,7 +73,6 @@ class ModelPatcherImitation:
             if not hasattr(self.model, name):
                 setattr(self.model, name, default)
         self.loaded = False
-        ModelPatcherImitation.instances.append(self)
 
     # -- sizes
     def model_size(self) -> int:
@@ -159,8 +156,9 @@ class ModelPatcherImitation:
 
 
 def fake_comfy_modules(device) -> tuple[types.ModuleType, types.ModuleType]:
-    """(``comfy.model_patcher``, ``comfy.model_management``) stand-ins that drive the imitation:
-    ``load_models_gpu`` loads, ``unload_all_models`` detaches every loaded patcher."""
+    """(``comfy.model_patcher``, ``comfy.model_management``) stand-ins that drive the imitation the
+    way ComfyUI does: ``load_models_gpu`` loads and keeps a list of loaded patchers,
+    ``free_memory`` evicts (detaches) them, ``unload_all_models`` is ``free_memory`` of everything."""
     mp = types.ModuleType("comfy.model_patcher")
     mp.CoreModelPatcher = ModelPatcherImitation
     mp.ModelPatcher = ModelPatcherImitation
@@ -174,17 +172,25 @@ def fake_comfy_modules(device) -> tuple[types.ModuleType, types.ModuleType]:
         pass
 
     mm.InterruptProcessingException = InterruptProcessingException
+    current: list[ModelPatcherImitation] = []
 
     def load_models_gpu(models, *args, **kwargs):
         for patcher in models:
-            patcher.load_into_memory()
+            if patcher not in current:
+                patcher.load_into_memory()
+                current.insert(0, patcher)
+
+    def free_memory(memory_required, device, keep_loaded=(), **kwargs):
+        for patcher in [p for p in current if p not in keep_loaded]:
+            patcher.detach()
+            current.remove(patcher)
 
     def unload_all_models():
-        for patcher in ModelPatcherImitation.instances:
-            if patcher.loaded:
-                patcher.detach()
+        free_memory(1e30, device)
 
     mm.load_models_gpu = load_models_gpu
     mm.load_model_gpu = lambda m: load_models_gpu([m])
+    mm.free_memory = free_memory
     mm.unload_all_models = unload_all_models
+    mm.loaded_models = lambda only_currently_used=False: list(current)
     return mp, mm

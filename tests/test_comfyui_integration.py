@@ -385,3 +385,23 @@ def test_no_path_of_a_development_machine_in_the_project():
         for hit in re.finditer(r"(?<![\w.~])/(?:work|root)/[\w.-]+", text):
             bad.append(f"{rel}: {hit.group(0)}")
     assert not bad, bad
+
+
+@pytest.mark.comfyui
+@pytest.mark.timeout(1800)
+def test_managed_models_survive_comfyuis_own_model_patcher(tmp_path):
+    """tests/test_managed_models.py again, on ComfyUI's real ModelPatcher and model_management (CI runs
+    it on an imitation of their operations), in a child process: importing ComfyUI here would make the
+    pack in this process believe it runs inside ComfyUI."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, I2P_REAL_COMFY_PATCHER=os.environ["COMFYUI_PATH"])
+    env.pop("I2P_MODELS_DIR", None)
+    tests = Path(__file__).resolve().parent
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp",
+                           str(tmp_path / "t"), str(tests / "test_managed_models.py")],
+                          cwd=tests.parent, env=env, capture_output=True, text=True, timeout=1700)
+    assert proc.returncode == 0 and " passed" in proc.stdout and "skipped" not in proc.stdout, \
+        proc.stdout[-4000:] + proc.stderr[-2000:]

@@ -8,39 +8,71 @@ of 'ViTForImageClassification' object has no setter``. Here each loader of the p
 stand-in ComfyUI whose patcher performs those operations; the model is then used, evicted
 (``unload_all_models``), loaded again and used again, and must give the same answer.
 
-The same stand-in checks that the pack's resident objects go when ComfyUI unloads every model.
+The same stand-in checks that the pack's resident objects go when ComfyUI unloads every model. The
+comfyui tier runs this file again with ComfyUI's own ``ModelPatcher`` and ``model_management``
+(``$I2P_REAL_COMFY_PATCHER`` names the checkout).
 """
 from __future__ import annotations
 
+import os
 import re
+import sys
+import types
 
 import numpy as np
 import pytest
 
-from comfy_patcher_ops import ModelPatcherImitation, fake_comfy_modules
+from comfy_patcher_ops import fake_comfy_modules
 from packload import PACK_ROOT, pack_module
 
 adapter = pack_module("core.comfy_adapter")
+#: set by the comfyui tier (test_comfyui_integration.py): run these tests on ComfyUI's own classes
+REAL_COMFY_ENV = "I2P_REAL_COMFY_PATCHER"
+
+
+def _real_comfy_modules(comfy_path: str):
+    """ComfyUI's real ``model_patcher`` (a recording subclass) and ``model_management``."""
+    if comfy_path not in sys.path:
+        sys.path.insert(0, comfy_path)
+    import comfy.cli_args
+
+    comfy.cli_args.args.cpu = True  # as the tier's server runs (main.py --cpu)
+    import comfy.model_management as mm
+    import comfy.model_patcher as real
+
+    mp = types.ModuleType("comfy.model_patcher")
+    mp.CoreModelPatcher = mp.ModelPatcher = real.ModelPatcher
+    return mp, mm
 
 
 @pytest.fixture
-def fake_comfy(monkeypatch):
-    """The adapter sees a ComfyUI whose patcher is the imitation; restored afterwards."""
+def comfy(monkeypatch):
+    """The adapter sees a ComfyUI (the imitation, or ComfyUI's own classes in the comfyui tier);
+    ``comfy.patchers`` lists every patcher the pack created; restored afterwards."""
     import torch
 
-    mp, mm = fake_comfy_modules(torch.device("cpu"))
+    real_path = os.environ.get(REAL_COMFY_ENV)
+    mp, mm = _real_comfy_modules(real_path) if real_path else fake_comfy_modules(torch.device("cpu"))
+    patchers = []
+    base = mp.CoreModelPatcher
+
+    class Recording(base):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            patchers.append(self)
+
+    mp.CoreModelPatcher = Recording
     saved = dict(adapter._modules)
     adapter._modules.clear()
     adapter._modules.update({"comfyui": True, "folder_paths": None, "comfy.model_patcher": mp,
                              "comfy.model_management": mm, "comfy.utils": None, "server": None,
                              "latent_preview": None})
-    ModelPatcherImitation.instances.clear()
-    adapter.release_resident()  # nothing cached from a test that ran without the stand-in
-    yield mm
+    adapter.release_resident()  # nothing cached from a test that ran without this ComfyUI
+    yield types.SimpleNamespace(mm=mm, patchers=patchers)
+    mm.unload_all_models()
     adapter.release_resident()
     adapter._modules.clear()
     adapter._modules.update(saved)
-    ModelPatcherImitation.instances.clear()
 
 
 def _rgb(size, seed=0):
@@ -106,33 +138,35 @@ def test_every_managed_model_user_is_covered():
 
 
 @pytest.mark.parametrize("user", sorted(USERS))
-def test_model_survives_comfyui_model_patcher(user, test_models, fake_comfy):
+def test_model_survives_comfyui_model_patcher(user, test_models, comfy):
     run = USERS[user](test_models)
     first = run()
-    patchers = list(ModelPatcherImitation.instances)
-    assert patchers and all(p.loaded for p in patchers), "the model was used without load_models_gpu"
-    for p in patchers:
+    mm = comfy.mm
+    assert comfy.patchers and all(p in mm.loaded_models() for p in comfy.patchers), \
+        "the model was used without load_models_gpu"
+    for p in comfy.patchers:
         assert p.model.device == p.load_device and p.model.model_loaded_weight_memory == p.model_size() > 0
-    fake_comfy.unload_all_models()  # eviction: detach, weights to the offload device
-    assert not any(p.loaded for p in patchers)
-    again = run()
+    mm.free_memory(1e30, mm.get_torch_device())  # eviction under memory pressure: detach, to offload device
+    assert not any(p in mm.loaded_models() for p in comfy.patchers)
+    again = run()  # the same objects, loaded again
+    assert all(p in mm.loaded_models() for p in comfy.patchers)
     np.testing.assert_allclose(np.asarray(again, np.float64), np.asarray(first, np.float64), atol=1e-6)
 
 
-def test_resident_objects_go_when_comfyui_unloads_every_model(test_models, fake_comfy):
+def test_resident_objects_go_when_comfyui_unloads_every_model(test_models, comfy):
     restore = pack_module("core.post.restore")
     gate = pack_module("core.post.nsfw_gate")
     _restorer(test_models)()
     _classifier(test_models)()
     assert restore._cache and gate._cache
     held = next(iter(restore._cache.values()))
-    fake_comfy.unload_all_models()  # what POST /free {"unload_models": true} runs
+    comfy.mm.unload_all_models()  # what POST /free {"unload_models": true} runs
     assert not restore._cache and not gate._cache
-    assert fake_comfy.unload_all_models.__wrapped__ is not None  # wrapped once, not once per cache
+    assert not hasattr(comfy.mm.unload_all_models.__wrapped__, "__wrapped__")  # wrapped once, not per cache
     assert restore.load_restorer(held.path, precision="fp32") is not held  # loaded afresh
 
 
-def test_projection_is_dropped_when_comfyui_unloads_every_model(fake_comfy):
+def test_projection_is_dropped_when_comfyui_unloads_every_model(comfy):
     ipa = pack_module("models.ipadapter")
 
     class Holder:
@@ -141,5 +175,5 @@ def test_projection_is_dropped_when_comfyui_unloads_every_model(fake_comfy):
     h = Holder()
     ipa._projected[id(h)] = h
     adapter._hook_unload_all()  # inside ComfyUI, importing models/ipadapter.py installed it
-    fake_comfy.unload_all_models()
+    comfy.mm.unload_all_models()
     assert h._projection is None and not ipa._projected

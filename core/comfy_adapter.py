@@ -9,6 +9,7 @@ Nothing here imports torch at module level: importing the pack must stay cheap.
 """
 from __future__ import annotations
 
+import gc
 import importlib
 import importlib.util
 import os
@@ -243,17 +244,11 @@ def _holder_class():
         import torch
 
         class ModelHolder(torch.nn.Module):
-            """A plain ``nn.Module`` that owns a library model for ComfyUI's model patcher.
-
-            The patcher writes bookkeeping attributes on the object it manages (``device``,
-            ``model_loaded_weight_memory``, ``model_lowvram``, ``lowvram_patch_counter``,
-            ``current_weight_patches_uuid``, ``model_offload_buffer_memory``) and calls ``.to()``,
-            ``state_dict()`` and ``named_modules()`` on it. Library classes do not all allow that:
-            transformers' ``PreTrainedModel.device`` is a read-only property, so handing the classifier
-            itself to the patcher crashed inside ``load_models_gpu``. The holder has none of those
-            attributes, so the patcher's writes land on it; the weights are the library model's own
-            (a submodule), so moving the holder moves them.
-            """
+            """A plain ``nn.Module`` owning a library model, for ComfyUI's model patcher, which writes
+            bookkeeping attributes (``device``, ``model_lowvram``, ``current_weight_patches_uuid``...)
+            on what it manages. Library classes may refuse them: transformers' ``device`` is a
+            read-only property (the safety gate crashed in ``load_models_gpu``). The writes land on
+            the holder; the weights are its submodule's, so moving the holder moves them."""
 
             def __init__(self, module):
                 super().__init__()
@@ -336,6 +331,20 @@ def release_resident() -> int:
     return count
 
 
+def _trim_heap() -> None:
+    """Give freed heap back to the system (glibc ``malloc_trim``). Most weight tensors are smaller than
+    glibc's mmap threshold and live on the heap, where free() keeps them in the process: without a
+    trim, released models leave the server's RSS where it was."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (musl, ...): nothing to trim with
+        pass
+
+
 def _hook_unload_all() -> None:
     """Wrap ``comfy.model_management.unload_all_models`` once so the pack's own resident objects go
     with ComfyUI's models. ComfyUI has no event for this: its main loop (``POST /free``), the OOM
@@ -351,6 +360,8 @@ def _hook_unload_all() -> None:
         finally:
             count = release_resident()
             if count:
+                gc.collect()
+                _trim_heap()
                 print(f"[IP-to-Portrait] released {count} resident model(s)", file=sys.stderr, flush=True)
 
     unload_all_models.i2p_releases = True

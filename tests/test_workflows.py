@@ -447,31 +447,36 @@ def _settle(server, seconds: float = 20.0) -> int:
     return last
 
 
+def _free(server, free_memory: bool) -> int:
+    """``POST /free`` (``unload_models``, optionally ``free_memory``) after a run of the pack's nodes:
+    wait until the pack reports its release (ComfyUI acts on the flags in its prompt worker), then
+    for the RSS to settle; returns it."""
+    import time
+
+    marker = len(server.log_text())
+    server.free_memory(unload_models=True, free_memory=free_memory)
+    deadline = time.monotonic() + 60
+    while "[IP-to-Portrait] released" not in server.log_text()[marker:] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert "[IP-to-Portrait] released" in server.log_text()[marker:], server.log_tail(30)
+    return _settle(server)
+
+
 @pytest.mark.comfyui
 @pytest.mark.slow
 def test_free_releases_the_packs_resident_models(tmp_path, comfyui_server, capsys):
     """``POST /free`` with ``unload_models`` (the editor's "Unload models") lets go of the pack's own
     models: the swap session, the safety classifier, GFPGAN. On a CPU ComfyUI itself releases no RAM
     for them (unloading moves weights from CPU to CPU), so the drop measured here is the pack's."""
-    import time
-
     server = comfyui_server
     _run_shipped("fast_swap", tmp_path / "warm", server, capsys)  # imports and first loads
-    server.free_memory(unload_models=True, free_memory=True)
-    base = _settle(server)
+    base = _free(server, free_memory=True)
     _run_shipped("fast_swap", tmp_path / "run", server, capsys)
     loaded = _settle(server, 5)
-    marker = len(server.log_text())
-    server.free_memory(unload_models=True, free_memory=False)
-    deadline = time.monotonic() + 60
-    while "[IP-to-Portrait] released" not in server.log_text()[marker:] and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert "[IP-to-Portrait] released" in server.log_text()[marker:], server.log_tail(30)
-    released = _settle(server)
+    released = _free(server, free_memory=False)
     gib = 2**30
     server.record_figure(f"/free after fast_swap: RSS {loaded / gib:.2f} GiB loaded, {released / gib:.2f} GiB after "
                          f"unload_models ({base / gib:.2f} GiB after a full /free before the run)")
     share = loaded - base
-    assert loaded - released >= max(0.4 * share, 300 * 2**20), (base, loaded, released)
-
-
+    assert share > 300 * 2**20, (base, loaded)  # the run loaded the pack's models again
+    assert loaded - released >= 0.5 * share, (base, loaded, released)

@@ -38,17 +38,29 @@ from packload import pack_module  # noqa: E402
 GIB = 2**30
 
 
-def _settle(server: cf.ComfyServer, seconds: float = 30.0) -> int:
-    """RSS once it stops moving (ComfyUI acts on /free between prompts, then collects garbage)."""
-    last = server.rss_bytes()[0]
+def _settle(server: cf.ComfyServer, seconds: float = 60.0, still: int = 5) -> int:
+    """RSS once it has not moved for ``still`` seconds in a row."""
+    last, calm = server.rss_bytes()[0], 0
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and calm < still:
         time.sleep(1.0)
         now = server.rss_bytes()[0]
-        if abs(now - last) < 8 * 2**20:
-            return now
+        calm = calm + 1 if abs(now - last) < 8 * 2**20 else 0
         last = now
     return last
+
+
+def _free(server: cf.ComfyServer, free_memory: bool, release_line: bool = True) -> int:
+    """``POST /free`` and the RSS after it. ComfyUI acts on /free in its prompt worker, which may still
+    be busy with the finished prompt: wait for the pack's release line first (every workflow loads
+    some of the pack's models; a second /free has nothing of the pack's left), then for the RSS to
+    settle."""
+    marker = len(server.log_text())
+    server.free_memory(unload_models=True, free_memory=free_memory)
+    deadline = time.monotonic() + 120
+    while release_line and "[IP-to-Portrait] released" not in server.log_text()[marker:] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return _settle(server, still=5 if release_line else 15)
 
 
 def _photos(folder: Path) -> tuple[Path, list[Path]]:
@@ -87,11 +99,9 @@ def measure(name: str, comfy_path: Path, models: dict, cache: Path, extra_args: 
             if rc != 0:
                 raise RuntimeError(f"{name} failed:\n{server.log_tail(40)}")
             _, peak = server.rss_bytes()
-            after_run = _settle(server, 10)
-            server.free_memory(unload_models=True, free_memory=False)
-            after_unload = _settle(server)
-            server.free_memory(unload_models=True, free_memory=True)
-            after_free = _settle(server)
+            after_run = _settle(server, 20)
+            after_unload = _free(server, free_memory=False)
+            after_free = _free(server, free_memory=True, release_line=False)
         finally:
             server.stop()
     return {"workflow": name, "seconds": seconds, "idle": idle, "peak": peak, "after_run": after_run,

@@ -212,7 +212,10 @@ def test_edit_model_workflow_feeds_the_face_photo_as_reference_one():
     (clip_id, clip), = by_type["CLIPLoader"]
     face_loader = [nid for nid, n in by_type["LoadImage"] if n["inputs"]["image"] == "face.png"]
     assert inp["inputs"]["positive"][0] == ref_id and ref["inputs"]["latent"][0] == enc_id
-    assert enc["inputs"]["pixels"][0] in face_loader
+    src, slot = enc["inputs"]["pixels"]
+    if prompt[src]["class_type"] == "I2PLicenseCheck":  # the photos pass through the licence check first
+        src = prompt[src]["inputs"][("images", "images_2", "images_3")[slot]][0]
+    assert src in face_loader
     assert inp["inputs"]["model"][0] == unet_id and unet["inputs"]["unet_name"] == "flux-2-klein-4b.safetensors"
     assert clip["inputs"]["type"] == "flux2"
     assert (inp["inputs"]["steps"], inp["inputs"]["cfg"], inp["inputs"]["denoise"]) == (4, 1.0, 1.0)

@@ -5,8 +5,8 @@ from ..core import comfy_adapter
 from ..core.errors import I2PError
 from ..core.faces.select import GENDERS, ORDERS
 from ..core.faces.types import ANALYZER_TYPE, FACES_TYPE
+from ..core.onnx_sessions import PROVIDER_CHOICES
 
-PROVIDER_CHOICES = ["auto", "CPU", "CUDA", "TensorRT", "ROCm", "DirectML", "CoreML", "OpenVINO"]
 NO_FACE_CHOICES = ["error", "pass through"]
 
 

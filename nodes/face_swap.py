@@ -4,12 +4,12 @@ from __future__ import annotations
 from ..core import comfy_adapter
 from ..core.errors import I2PError, ModelFileMissing
 from ..core.faces.types import ANALYZER_TYPE, FACES_TYPE  # noqa: F401 (types named in INPUT_TYPES)
+from ..core.onnx_sessions import PROVIDER_CHOICES
 from ..models import manifest
 
 NODE = "I2P Face Swap"
 GHOST_PREFIX = "ghost/"
 NO_BOOST = "none"
-PROVIDERS = ["auto", "CPU", "CUDA", "CoreML", "DirectML", "ROCm"]
 
 
 def swap_model_choices() -> list[str]:
@@ -97,7 +97,7 @@ class I2PFaceSwap:
                 "target_indices": ("STRING", {"default": "", "tooltip": "Where each source face goes, e.g. "
                                               "'1,0' puts source 0 on target 1 and source 1 on target 0. "
                                               "Empty = same order as the sources."}),
-                "provider": (PROVIDERS, {"default": "auto", "tooltip": "ONNX Runtime execution provider for "
+                "provider": (PROVIDER_CHOICES, {"default": "auto", "tooltip": "ONNX Runtime execution provider for "
                                          "inswapper (the one really used is reported in info). Ghost runs on "
                                          "ComfyUI's torch device."}),
                 "resolution_boost": ([NO_BOOST] + restore_model_choices(), {"default": NO_BOOST,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import comfy_adapter
+from .. import comfy_adapter, onnx_sessions
 from ..errors import I2PError, unreadable
 from ..paths import display
 from .select import GENDERS, ORDERS, FaceSelectionError, select_faces  # noqa: F401 (re-exported)
@@ -23,19 +23,6 @@ from .types import Face
 
 NODE = "I2P Face Analyzer Loader"
 DEFAULT_PACK = "buffalo_l"
-#: user-facing provider name → onnxruntime provider ("auto" = best available)
-PROVIDERS = {
-    "auto": None,
-    "CPU": "CPUExecutionProvider",
-    "CUDA": "CUDAExecutionProvider",
-    "TensorRT": "TensorrtExecutionProvider",
-    "ROCm": "ROCMExecutionProvider",
-    "DirectML": "DmlExecutionProvider",
-    "CoreML": "CoreMLExecutionProvider",
-    "OpenVINO": "OpenVINOExecutionProvider",
-}
-_AUTO_ORDER = ("CUDAExecutionProvider", "ROCMExecutionProvider", "DmlExecutionProvider",
-               "CoreMLExecutionProvider", "CPUExecutionProvider")
 #: files of a pack: the ones without which the stage cannot run, and the optional extras we use
 REQUIRED_FILES = {"buffalo_l": ("det_10g.onnx", "w600k_r50.onnx")}
 TASKS = ("detection", "recognition", "genderage", "landmark_2d_106")
@@ -95,27 +82,8 @@ def _unreadable_pack_error(pack_dir: Path, exc: Exception) -> I2PError:
 
 
 def resolve_providers(provider: str) -> tuple[list[str], list[str]]:
-    """The onnxruntime provider list to request, plus notes for the user about what is unavailable."""
-    import onnxruntime as ort
-
-    if provider not in PROVIDERS:
-        raise I2PError(NODE, "provider", f"unknown provider '{provider}'.",
-                       f"choose one of {', '.join(PROVIDERS)}.")
-    available = ort.get_available_providers()
-    notes: list[str] = []
-    if PROVIDERS[provider] is None:
-        chosen = [p for p in _AUTO_ORDER if p in available] or ["CPUExecutionProvider"]
-    else:
-        want = PROVIDERS[provider]
-        if want in available:
-            chosen = [want] + (["CPUExecutionProvider"] if want != "CPUExecutionProvider" else [])
-        else:
-            chosen = ["CPUExecutionProvider"]
-            hint = (" Install onnxruntime-gpu in place of onnxruntime (pip uninstall -y onnxruntime "
-                    "onnxruntime-gpu; pip install onnxruntime-gpu)." if provider in ("CUDA", "TensorRT") else "")
-            notes.append(f"{provider} requested but this onnxruntime offers only {', '.join(available)}: "
-                         f"running on CPU.{hint}")
-    return chosen, notes
+    """The onnxruntime provider list to request, plus notes (the pack's one policy, onnx_sessions)."""
+    return onnx_sessions.resolve_providers(provider, NODE)
 
 
 class FaceAnalyzer:

@@ -6,8 +6,8 @@ combo to another model needs another file without anyone editing a table. Two fi
 nodes without a combo naming them, and those are derived from the code that reads them:
 
 * the LoRA trained with a FaceID adapter (``ipadapter.lora_name_for``), unless ``lora_strength`` is 0;
-* the content-safety classifier of the swap node (``nsfw_gate.FOLDER/SUBDIR``) when
-  ``content_safety`` is "on".
+* the content-safety classifier of the swap node (the manifest's ``nsfw-vit`` group, the files
+  ``core/post/nsfw_gate.py`` opens; models/ does not import a stage) when ``content_safety`` is "on".
 """
 from __future__ import annotations
 
@@ -42,11 +42,8 @@ def _read_by_code(inputs: dict) -> list[ModelFile]:
         entry = manifest.by_filename("loras", lora) if lora else None
         if entry is not None:
             found.append(entry)
-    if inputs.get("content_safety") == "on":
-        from ..core.post import nsfw_gate
-
-        prefix = nsfw_gate.SUBDIR + "/"
-        found += [m for m in manifest.MODELS if m.folder == nsfw_gate.FOLDER and m.filename.startswith(prefix)]
+    if inputs.get("content_safety") == "on":  # the gate's files: the manifest's nsfw-vit group (models/
+        found += manifest.in_group("nsfw-vit")   # never imports a stage such as core/post/nsfw_gate.py)
     return found
 
 

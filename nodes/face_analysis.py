@@ -106,6 +106,7 @@ class I2PDetectFaces:
 
     def detect(self, analyzer, image, order, indices, gender, min_size, threshold, det_size, if_no_face):
         from ..core.faces.analysis import FaceSelectionError, draw_faces, select_faces
+        from ..core.faces.follow import fingerprint
         from ..core.faces.select import parse_indices
         from ..core.faces.types import Faces, FaceSet
         from ..core.images import from_rgb_uint8, image_input
@@ -141,7 +142,7 @@ class I2PDetectFaces:
                         fix = f"relax '{culprit}' (look at the preview)"
                     raise I2PError(node, culprit, f"image {b} of the batch: {why}.",
                                    f"{fix}, or set if_no_face to 'pass through' to leave such images unchanged.")
-                sets.append(FaceSet(image_size=rgb.shape[:2], faces=chosen))
+                sets.append(FaceSet(image_size=rgb.shape[:2], faces=chosen, fingerprint=fingerprint(rgb)))
                 preview = draw_faces(rgb, chosen)
                 previews.append(preview)
                 desc = ", ".join(

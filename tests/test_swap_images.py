@@ -249,3 +249,44 @@ def test_swap_node_follows_faces_the_real_analyzer_finds_moved(test_models):
                                   **args)["result"]
     assert "connect 'analyzer'" in info
     np.testing.assert_allclose(stale.sets[0].faces[0].kps, faces.sets[0].faces[1].kps)
+
+
+# ------------------------------------------------------------------- restore and score follow too
+def test_restore_and_score_follow_a_moved_face(test_models):
+    """Restore (analyzer optional) and score (analyzer required) on an image that changed after
+    detection: the restored region and the scored crop sit on the faces where the analyzer finds them."""
+    fa = pack_module("core.faces.analysis")
+    test_models.group("buffalo_l")
+    test_models.get("gfpgan-v1.4")
+    analyzer = fa.load_analyzer("buffalo_l", "CPU")
+    detect = pack_module("nodes.face_analysis").I2PDetectFaces()
+    from skimage import data
+
+    img = np.ascontiguousarray(data.astronaut())
+    faces = detect.detect(analyzer, images.from_rgb_uint8([img]), "largest", "0", "any", 0, 0.5, 640, "error")[0]
+    moved = img.copy()
+    moved[:, -32:] = 0  # the test detector now finds every face further left (see test above)
+    where = fa.select_faces(analyzer.detect(moved), "0", "largest")[0]
+
+    restore = pack_module("nodes.face_restore").I2PFaceRestore()
+    _, mask, info = restore.restore(images.from_rgb_uint8([moved]), faces, "GFPGANv1.4.pth", 1.0,
+                                    "all selected faces", analyzer=analyzer)["result"]
+    assert "changed since detection" in info
+    ys, xs = np.nonzero(mask[0].numpy() > 0.5)
+    old = faces.sets[0].faces[0]
+    # the blend mask is centred on the face as found on the changed image, not where it was detected
+    assert abs(xs.mean() - where.kps[:, 0].mean()) < abs(xs.mean() - old.kps[:, 0].mean())
+    _, _, info = restore.restore(images.from_rgb_uint8([moved]), faces, "GFPGANv1.4.pth", 0.0,
+                                 "all selected faces")["result"]  # strength 0: the note alone, no model run
+    assert "connect 'analyzer'" in info
+
+    score = pack_module("nodes.identity_score").I2PIdentityScore()
+    value, info = score.score(analyzer, images.from_rgb_uint8([moved]), faces, faces, "", "", "mean")["result"]
+    assert "changed since detection" in info
+    expected = follow_cos(analyzer, moved, where, old.embedding)
+    assert value == pytest.approx(expected, abs=1e-5)
+
+
+def follow_cos(analyzer, rgb, face, reference):
+    emb = analyzer.embed(rgb, face)
+    return float(np.dot(emb, reference) / (np.linalg.norm(emb) * np.linalg.norm(reference)))

@@ -104,16 +104,17 @@ def inpaint(g: Graph, model, pos, neg, ckpt, image, face_mask, faces, denoise: f
 
 
 def swap_restore(g: Graph, image, targets, face, source_faces, target_indices: str = "", source_indices: str = "",
-                 title: str = "Face swap (inswapper_128)"):
+                 title: str = "Face swap (inswapper_128)", *, analyzer):
+    # the analyzer lets the target faces follow an image an earlier node changed (an inpaint moves faces)
     swap = g.add("I2PFaceSwap", "Swap and restore", title, image=image, target_faces=targets["faces"],
                  source_image=face["IMAGE"], source_faces=source_faces["faces"], swap_model=SWAPPER,
-                 source_indices=source_indices, target_indices=target_indices)
+                 source_indices=source_indices, target_indices=target_indices, analyzer=analyzer["analyzer"])
     return swap
 
 
-def restore(g: Graph, image, faces):
+def restore(g: Graph, image, faces, analyzer):
     return g.add("I2PFaceRestore", "Swap and restore", "Face restore (GFPGAN 0.9)", image=image,
-                 faces=faces["faces"], restore_model=GFPGAN, strength=0.9)
+                 faces=faces["faces"], restore_model=GFPGAN, strength=0.9, analyzer=analyzer["analyzer"])
 
 
 def finish(g: Graph, image, analyzer, targets, source_faces, prefix: str, **mapping):
@@ -149,8 +150,8 @@ def recommended_portrait(schemas) -> Graph:
     model, _, _ = identity(g, ckpt, i["face"], src, a["analyzer"], m["mask"])
     pos, neg = prompts(g, ckpt)
     inp = inpaint(g, model, pos, neg, ckpt, i["ref"]["IMAGE"], m, a["targets"])
-    swap = swap_restore(g, inp["image"], a["targets"], i["face"], src)
-    rest = restore(g, swap["image"], a["targets"])
+    swap = swap_restore(g, inp["image"], a["targets"], i["face"], src, analyzer=a["analyzer"])
+    rest = restore(g, swap["image"], a["targets"], a["analyzer"])
     finish(g, rest["image"], a["analyzer"], a["targets"], src, "portrait")
     return g
 
@@ -168,8 +169,8 @@ def fast_swap(schemas) -> Graph:
     a = analysis(g, i["ref"])
     src = detect_source(g, a["analyzer"], i["face"], "Detect face (face photo)")
     preview(g, a["targets"]["preview"], "Detected faces (numbered)")
-    swap = swap_restore(g, i["ref"]["IMAGE"], a["targets"], i["face"], src)
-    rest = restore(g, swap["image"], a["targets"])
+    swap = swap_restore(g, i["ref"]["IMAGE"], a["targets"], i["face"], src, analyzer=a["analyzer"])
+    rest = restore(g, swap["image"], a["targets"], a["analyzer"])
     finish(g, rest["image"], a["analyzer"], a["targets"], src, "fast_swap")
     return g
 
@@ -205,10 +206,10 @@ def couple_photo(schemas) -> Graph:
     inp1 = inpaint(g, model1, pos, neg, ckpt, i["ref"]["IMAGE"], m1, person1, title="Inpaint person 1")
     inp2 = inpaint(g, model2, pos, neg, ckpt, inp1["image"], m2, person2, title="Inpaint person 2")
     swap1 = swap_restore(g, inp2["image"], a["targets"], i["face"], src1, target_indices="0",
-                         title="Swap person 1 -> face 0")
+                         title="Swap person 1 -> face 0", analyzer=a["analyzer"])
     swap2 = swap_restore(g, swap1["image"], a["targets"], i["face2"], src2, target_indices="1",
-                         title="Swap person 2 -> face 1")
-    rest = restore(g, swap2["image"], a["targets"])
+                         title="Swap person 2 -> face 1", analyzer=a["analyzer"])
+    rest = restore(g, swap2["image"], a["targets"], a["analyzer"])
     g.add("I2PIdentityScore", "Output", "Identity score person 1", analyzer=a["analyzer"]["analyzer"],
           image=rest["image"], faces=a["targets"]["faces"], source_faces=src1["faces"], target_indices="0")
     g.add("I2PIdentityScore", "Output", "Identity score person 2", analyzer=a["analyzer"]["analyzer"],
@@ -238,8 +239,8 @@ def auto_prompt(schemas) -> Graph:
                    reference_image=i["ref"]["IMAGE"], faces=src["faces"], hair_mask=src_hair["hair_mask"])
     pos, neg = prompts(g, ckpt, positive=gemini["positive"], negative=gemini["negative"])
     inp = inpaint(g, model, pos, neg, ckpt, i["ref"]["IMAGE"], m, a["targets"])
-    swap = swap_restore(g, inp["image"], a["targets"], i["face"], src)
-    rest = restore(g, swap["image"], a["targets"])
+    swap = swap_restore(g, inp["image"], a["targets"], i["face"], src, analyzer=a["analyzer"])
+    rest = restore(g, swap["image"], a["targets"], a["analyzer"])
     finish(g, rest["image"], a["analyzer"], a["targets"], src, "auto_prompt")
     return g
 

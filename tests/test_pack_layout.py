@@ -9,7 +9,7 @@ from pathlib import Path
 
 from packload import PACK_ROOT
 
-SKIP = ("tests", "bench", "workflows", ".venv")
+SKIP = ("tests", "bench", "workflows", ".venv", "build", "dist")  # build/: a local wheel build's copy
 
 
 def _pack_files() -> dict[str, Path]:
@@ -159,3 +159,15 @@ def _is_provider_list(node) -> bool:
     names = {e.value for e in items if isinstance(e, ast.Constant) and isinstance(e.value, str)}
     short = {"CPU", "CUDA", "CoreML", "DirectML", "ROCm", "TensorRT", "OpenVINO"}
     return len(names & short) >= 2 or sum(n.endswith("ExecutionProvider") for n in names) >= 2
+
+
+def test_pyproject_lists_every_package():
+    """The wheel ships what pyproject.toml lists: every folder of shipped code with an __init__.py
+    (the stage sub-packages included) must be there, or an installed pack misses modules."""
+    import tomllib
+
+    listed = set(tomllib.loads((PACK_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {"ip_to_portrait"} | {"ip_to_portrait." + m for m, p in _pack_files().items() if p.name == "__init__.py"}
+    assert found - listed == set()
+    assert {"ip_to_portrait.core.faces", "ip_to_portrait.core.identity", "ip_to_portrait.core.inpaint",
+            "ip_to_portrait.core.post", "ip_to_portrait.core.prompt"} <= listed

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..core import comfy_adapter
 from ..core.errors import I2PError, ModelFileMissing
-from ..core.faces.types import ANALYZER_TYPE, FACES_TYPE  # noqa: F401 (types named in INPUT_TYPES)
+from ..core.faces.types import ANALYZER_TYPE, FACES_TYPE
 from ..core.onnx_sessions import PROVIDER_CHOICES
 from ..models import manifest
 

@@ -128,12 +128,8 @@ class I2PDetectFaces:
                     kept = select_faces(found, "", order, gender, min_size)
                     chosen = select_faces(found, indices, order, gender, min_size) if kept else []
                 except FaceSelectionError as exc:
-                    # an image with no face at all is the no-face case below (error or pass through),
-                    # not a bad index
-                    if select_faces(found, "", order, gender, min_size):
-                        raise I2PError(node, "indices", f"image {b} of the batch: {exc}.",
-                                       "change 'indices', 'gender' or 'min_size', or look at the preview.") from None
-                    chosen = []
+                    raise I2PError(node, "indices", f"image {b} of the batch: {exc}.",
+                                   "change 'indices', 'gender' or 'min_size', or look at the preview.") from None
                 if not chosen and if_no_face == "error":
                     if not found:
                         culprit, why, fix = "image", "no face was detected", \

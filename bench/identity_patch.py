@@ -71,7 +71,7 @@ def main() -> None:
     from packload import pack_module
 
     attn = pack_module("core.identity.attention")
-    proj_mod = pack_module("core.identity.projection")
+    proj_mod = pack_module("models.ipadapter")
     enc = pack_module("core.identity.encoding")
     ipa = pack_module("models.ipadapter")
     from model_factory.ipadapter_models import SDXL_WIDTHS, faceid_plus_image_proj

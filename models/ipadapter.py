@@ -7,6 +7,10 @@ Layouts in the wild: the original ``.bin`` is ``{"image_proj": {...}, "ip_adapte
 attention-processor order (FaceID files also carry their LoRA there as ``*_lora.*``; it is not
 used: the separate LoRA file is applied to the MODEL instead, as IPAdapter_plus does).
 
+The adapter also owns what is computed from its weights alone: the projection (identity -> image
+tokens, :meth:`IPAdapter.tokens`) and the checks that an identity, a MODEL or a CLIP fits it. Nothing
+here imports the identity stage (``core/identity``), which imports this module: no import circle.
+
 The family comes from the keys (``perceiver_resampler.*`` = FaceID Plus, ``norm.weight`` + ``proj.0``
 = FaceID, ``proj.weight`` = plain). v1 and v2 Plus have identical layouts: only the file name tells
 them apart (IPAdapter_plus keys off ``plusv2`` too); ``plus_version`` overrides it.
@@ -77,11 +81,13 @@ class IPAdapter:
     def projection(self):
         """The diffusers projection module, built on first use (CPU, float32)."""
         if self._projection is None:
-            from ..core.identity.projection import build_projection
-
             self._projection = build_projection(self.image_proj)
             _projected[id(self)] = self
         return self._projection
+
+    def tokens(self, identity, shortcut_weight: float = 1.0) -> tuple["torch.Tensor", "torch.Tensor"]:
+        """(cond_tokens, uncond_tokens) for an identity (see :func:`project`)."""
+        return project(self, identity, shortcut_weight)
 
     def describe(self) -> str:
         lines = [f"{self.name}: {self.title}, {len(self.to_k_ip)} cross-attention layers, "
@@ -195,6 +201,68 @@ def load_ipadapter(path: str | os.PathLike, plus_version: str = "auto") -> IPAda
                      clip_projection=clip_proj, notes=notes)
 
 
+# --------------------------------------------------------------------------------------- projection
+# Identity → the adapter's image tokens, with diffusers' own projection classes. diffusers converts the
+# original key layout into ``ImageProjection`` (plain), ``IPAdapterFaceIDImageProjection`` (FaceID) and
+# ``IPAdapterFaceIDPlusImageProjection`` (FaceID Plus), inferring the widths from the tensor shapes; we
+# use that converter rather than a second copy of it. Token formulas (tencent-ailab IP-Adapter):
+# FaceID Plus ``x = LN(MLP(id))`` (4 tokens), ``r = resampler(x, clip_penultimate)``, v2 ``x + s * r``
+# (s = the shortcut weight), v1 ``r``; FaceID ``LN(MLP(id))``; plain ``LN(Linear(clip_image_embeds))``.
+# Unconditional tokens run the same network on the reference's uncond inputs (zero ArcFace embedding,
+# CLIP of an all-zero normalised pixel tensor, zero image_embeds); see core/identity/encoding.py.
+def build_projection(image_proj: dict) -> "torch.nn.Module":
+    """A diffusers projection module loaded (strictly) from an original ``image_proj`` state dict."""
+    from diffusers.loaders.unet import UNet2DConditionLoadersMixin
+
+    sd = {k: v.float() for k, v in image_proj.items()}
+    # The converter is an instance method that does not use its instance.
+    module = UNet2DConditionLoadersMixin._convert_ip_adapter_image_proj_to_diffusers(None, sd, low_cpu_mem_usage=False)
+    return module.float().eval()
+
+
+def project(adapter: IPAdapter, identity, shortcut_weight: float = 1.0) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """(cond_tokens, uncond_tokens), each (n, T, D) float32, n = identities kept in ``identity`` (an
+    ``Identity`` of core/identity/encoding.py, read through its ``require(name)``)."""
+    import torch  # lazy: importing the pack stays cheap
+
+    with torch.no_grad():
+        return _project(adapter, identity, shortcut_weight)
+
+
+def _project(adapter: IPAdapter, identity, shortcut_weight: float) -> tuple:
+    import torch
+
+    proj = adapter.projection()
+    if adapter.family == FACEID_PLUS:
+        emb = identity.require("embedding")
+        clip = identity.require("clip_hidden")
+        uclip = identity.require("clip_uncond_hidden")
+        cond = _plus(proj, emb, clip, adapter.is_v2, shortcut_weight)
+        uncond = _plus(proj, torch.zeros_like(emb[:1]), uclip[:1], adapter.is_v2, shortcut_weight)
+    elif adapter.family == FACEID:
+        emb = identity.require("embedding")
+        cond = proj(emb.float())
+        uncond = proj(torch.zeros_like(emb[:1]).float())
+    elif adapter.family == PLAIN:
+        emb = identity.require("clip_embeds")
+        cond = proj(emb.float())
+        uncond = proj(torch.zeros_like(emb[:1]).float())
+    else:  # pragma: no cover - load_ipadapter refuses other families
+        raise ValueError(adapter.family)
+    return cond.float(), uncond.float()
+
+
+def _plus(proj, emb: "torch.Tensor", clip: "torch.Tensor", v2: bool, scale: float) -> "torch.Tensor":
+    # diffusers' class reads the CLIP tokens from an attribute, shaped (B, n_images, seq, width).
+    proj.clip_embeds = clip.float()[:, None]
+    proj.shortcut = bool(v2)
+    proj.shortcut_scale = float(scale)
+    try:
+        return proj(emb.float())
+    finally:
+        proj.clip_embeds = None
+
+
 # ------------------------------------------------------------------------------------------- checks
 def check_for_model(adapter: IPAdapter, model_context_dim: int | None, node: str, n_layers: int = 70) -> None:
     """The adapter must be an SDXL one (70 layers) matching the MODEL's context width."""
@@ -223,6 +291,16 @@ def check_for_clip(adapter: IPAdapter, clip_hidden: int | None, clip_projection:
                        f"'{adapter.name}' needs a CLIP with image_embeds width {adapter.clip_projection} but "
                        f"'{clip_name}' gives width {clip_projection}.",
                        "use the matching CLIP vision model (ViT-H for *_vit-h adapters, ViT-bigG for ip-adapter_sdxl).")
+
+
+def check_identity(adapter: IPAdapter, identity, node: str) -> None:
+    """An identity encoded with a CLIP must have the width this adapter reads (hidden or image_embeds)."""
+    if adapter.uses_clip and identity.clip_hidden is not None:
+        got = int(identity.clip_hidden.shape[-1]) if adapter.clip_hidden else int(identity.clip_embeds.shape[-1])
+        want = adapter.clip_hidden or adapter.clip_projection
+        if got != want:
+            raise I2PError(node, "identity", f"this identity was encoded with a CLIP of width {got} but "
+                           f"'{adapter.name}' needs width {want}.", "re-encode it with the adapter's CLIP (ViT-H).")
 
 
 # -------------------------------------------------------------------------------------------- LoRA

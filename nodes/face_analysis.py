@@ -5,8 +5,8 @@ from ..core import comfy_adapter
 from ..core.errors import I2PError
 from ..core.faces.select import GENDERS, ORDERS
 from ..core.faces.types import ANALYZER_TYPE, FACES_TYPE
+from ..core.onnx_sessions import PROVIDER_CHOICES
 
-PROVIDER_CHOICES = ["auto", "CPU", "CUDA", "TensorRT", "ROCm", "DirectML", "CoreML", "OpenVINO"]
 NO_FACE_CHOICES = ["error", "pass through"]
 
 
@@ -119,6 +119,7 @@ class I2PDetectFaces:
 
     def detect(self, analyzer, image, order, indices, gender, min_size, threshold, det_size, if_no_face):
         from ..core.faces.analysis import FaceSelectionError, draw_faces, select_faces
+        from ..core.faces.follow import fingerprint
         from ..core.faces.select import parse_indices
         from ..core.faces.types import Faces, FaceSet
         from ..core.images import from_rgb_uint8, image_input
@@ -158,7 +159,7 @@ class I2PDetectFaces:
                         fix = f"relax '{culprit}' (look at the preview)"
                     raise I2PError(node, culprit, f"image {b} of the batch: {why}.",
                                    f"{fix}, or set if_no_face to 'pass through' to leave such images unchanged.")
-                sets.append(FaceSet(image_size=rgb.shape[:2], faces=chosen))
+                sets.append(FaceSet(image_size=rgb.shape[:2], faces=chosen, fingerprint=fingerprint(rgb)))
                 preview = draw_faces(rgb, chosen)
                 previews.append(preview)
                 desc = ", ".join(

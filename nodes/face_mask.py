@@ -33,9 +33,7 @@ def _parsing_models() -> list[str]:
 def faces_for_image(faces, index: int, shape: tuple[int, int], node: str, input_name: str = "faces") -> list:
     """The selected faces of batch image ``index``, scaled if FACES came from a resized copy of it;
     I2PError on ``input_name`` when FACES belongs to another batch or picture."""
-    from dataclasses import replace
-
-    import numpy as np
+    from ..core.faces.follow import same_aspect, scale_faces
 
     if len(faces) != 1 and index >= len(faces):
         raise I2PError(node, input_name, f"FACES holds {len(faces)} image(s) but the IMAGE batch is larger.",
@@ -45,15 +43,10 @@ def faces_for_image(faces, index: int, shape: tuple[int, int], node: str, input_
     h, w = shape
     if (fh, fw) == (h, w):
         return list(fs.faces)
-    if fh <= 0 or fw <= 0 or abs(fw / fh - w / h) > 0.01 * (w / h):
+    if not same_aspect((fh, fw), (h, w)):
         raise I2PError(node, input_name, f"image {index}: faces were detected on a {fw}x{fh} image but this one is "
                        f"{w}x{h}.", "detect faces on the same image (or a resized copy of it).")
-    sx, sy = w / fw, h / fh
-    scale = np.array([sx, sy], np.float32)
-    return [replace(f, bbox=(np.asarray(f.bbox, np.float32).reshape(2, 2) * scale).reshape(4),
-                    kps=np.asarray(f.kps, np.float32) * scale,
-                    landmarks_106=None if f.landmarks_106 is None else np.asarray(f.landmarks_106) * scale)
-            for f in fs.faces]
+    return scale_faces(fs.faces, (fh, fw), (h, w))
 
 
 def _stack(per_image: list[list], combined: list, mode: str, shape: tuple[int, int]):

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from ..core import comfy_adapter
 from ..core.errors import I2PError
-from ..core.faces.types import FACES_TYPE
+from ..core.faces.types import ANALYZER_TYPE, FACES_TYPE
 from ..models import manifest
-from .face_mask import faces_for_image
 from .face_swap import _need, restore_model_choices
 
 NODE = "I2P Face Restore"
@@ -48,39 +47,59 @@ class I2PFaceRestore:
             "optional": {
                 "swapped_faces": (FACES_TYPE, {"tooltip": "I2P Face Swap's swapped_faces output; used with "
                                                           "which_faces = 'only swapped faces'."}),
+                "analyzer": (ANALYZER_TYPE, {"tooltip": "I2P Face Analyzer Loader. Connect it when an earlier node "
+                                                        "changed the image after the faces were detected (e.g. Face "
+                                                        "Inpaint): the faces are detected again on it and matched by "
+                                                        "overlap, so the restore follows a face that moved."}),
             },
         }
 
-    def restore(self, image, faces, restore_model, strength, which_faces, swapped_faces=None):
-        from ..core.post.restore import load_restorer, restore_faces
+    def restore(self, image, faces, restore_model, strength, which_faces, swapped_faces=None, analyzer=None):
+        import numpy as np
+
+        from ..core.faces.follow import faces_on
         from ..core.faces.types import Faces
         from ..core.images import from_mask_arrays, from_rgb_uint8, image_input
+        from ..core.post.restore import load_restorer, restore_faces
 
-        chosen = faces
+        chosen, input_name = faces, "faces"
         if which_faces == WHICH[1]:
             if swapped_faces is None:
                 raise I2PError(NODE, "swapped_faces", "'only swapped faces' needs the swap node's swapped_faces.",
                                "connect I2P Face Swap's swapped_faces output, or choose 'all selected faces'.")
-            chosen = swapped_faces
+            chosen, input_name = swapped_faces, "swapped_faces"
         if not isinstance(chosen, Faces):
-            raise I2PError(NODE, "faces", "this is not a FACES value.", "connect I2P Detect Faces' faces output.")
+            raise I2PError(NODE, input_name, "this is not a FACES value.", "connect I2P Detect Faces' faces output.")
+        if analyzer is not None and not hasattr(analyzer, "detect"):
+            raise I2PError(NODE, "analyzer", "this is not a face analyzer.", "connect I2P Face Analyzer Loader.")
         images = image_input(image, NODE, "image")
+        if len(chosen.sets) not in (1, len(images)):
+            raise I2PError(NODE, input_name, f"FACES holds {len(chosen.sets)} image(s) but the IMAGE batch has "
+                           f"{len(images)}.", "detect faces on the same IMAGE batch you connect here.")
+        # where each image's faces are now (checked before the model loads); notes for the info text
+        plan, notes = [], []
+        for b, rgb in enumerate(images):
+            fset = chosen.for_image(b)
+            if not fset.faces:
+                plan.append([])
+                notes.append(f"image {b}: no face (passed through by I2P Detect Faces), left unchanged")
+                continue
+            found, follow = faces_on(fset, rgb, analyzer, NODE, input_name, f"image {b}", resized_ok=True)
+            plan.append(found)
+            notes += follow
+        total = sum(len(p) for p in plan)
         lines = []
+        restorer = None
         if strength <= 0:
-            restorer = None
             lines.append("strength 0: image passed through unchanged")
-        else:
+        elif total:
             restorer = load_restorer(_need("facerestore_models", restore_model, "restore_model", node=NODE), NODE)
             lines.append(restorer.describe())
+        lines += notes
         outs, masks = [], []
-        which = "swapped_faces" if chosen is swapped_faces else "faces"
-        per_image = [faces_for_image(chosen, b, rgb.shape[:2], NODE, which) for b, rgb in enumerate(images)]
-        total = sum(len(fs) for fs in per_image)
         with comfy_adapter.Progress(max(total, 1), desc="I2P face restore") as progress:
-            for b, (rgb, fs) in enumerate(zip(images, per_image)):
-                if restorer is None:
-                    import numpy as np
-
+            for b, (rgb, fs) in enumerate(zip(images, plan)):
+                if restorer is None or not fs:
                     outs.append(rgb)
                     masks.append(np.zeros(rgb.shape[:2], np.float32))
                     continue

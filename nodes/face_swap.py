@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from ..core import comfy_adapter
 from ..core.errors import I2PError, ModelFileMissing
-from ..core.faces.types import ANALYZER_TYPE, FACES_TYPE  # noqa: F401 (types named in INPUT_TYPES)
+from ..core.faces.types import ANALYZER_TYPE, FACES_TYPE
+from ..core.onnx_sessions import PROVIDER_CHOICES
 from ..models import manifest
 
 NODE = "I2P Face Swap"
 GHOST_PREFIX = "ghost/"
 NO_BOOST = "none"
-PROVIDERS = ["auto", "CPU", "CUDA", "CoreML", "DirectML", "ROCm"]
 
 
 def swap_model_choices() -> list[str]:
@@ -97,7 +97,7 @@ class I2PFaceSwap:
                 "target_indices": ("STRING", {"default": "", "tooltip": "Where each source face goes, e.g. "
                                               "'1,0' puts source 0 on target 1 and source 1 on target 0. "
                                               "Empty = same order as the sources."}),
-                "provider": (PROVIDERS, {"default": "auto", "tooltip": "ONNX Runtime execution provider for "
+                "provider": (PROVIDER_CHOICES, {"default": "auto", "tooltip": "ONNX Runtime execution provider for "
                                          "inswapper (the one really used is reported in info). Ghost runs on "
                                          "ComfyUI's torch device."}),
                 "resolution_boost": ([NO_BOOST] + restore_model_choices(), {"default": NO_BOOST,
@@ -118,17 +118,23 @@ class I2PFaceSwap:
                                                    "you have your own safeguards."}),
                 "nsfw_threshold": ("FLOAT", {"default": 0.8, "min": 0.05, "max": 1.0, "step": 0.01,
                                              "tooltip": "Refuse when the classifier's P(nsfw) reaches this."}),
-            }
+            },
+            "optional": {
+                "analyzer": (ANALYZER_TYPE, {"tooltip": "I2P Face Analyzer Loader. Connect it when an earlier node "
+                                                        "changed 'image' (e.g. Face Inpaint): the target faces are "
+                                                        "detected again on it and matched by overlap, so the swap "
+                                                        "follows a face that moved."}),
+            },
         }
 
     def swap(self, image, target_faces, source_image, source_faces, swap_model, source_indices, target_indices,
              provider, resolution_boost, colour_correction, mask_erode, mask_blur, seam_width, content_safety,
-             nsfw_threshold):
-        import numpy as np
-
-        from ..core.post import swap as face_swap, nsfw_gate
-        from ..core.faces.types import Faces, FaceSet
+             nsfw_threshold, analyzer=None):
+        from ..core.faces.types import Faces
         from ..core.images import from_mask_arrays, from_rgb_uint8, image_input
+        from ..core.post import nsfw_gate
+        from ..core.post.swap import SwapOptions
+        from ..core.post.swap_images import plan_swaps, run_swaps
 
         for name, faces in (("target_faces", target_faces), ("source_faces", source_faces)):
             if not isinstance(faces, Faces):
@@ -137,71 +143,39 @@ class I2PFaceSwap:
             from ..core.faces.permissive import refuse_auraface
 
             refuse_auraface(source_faces, NODE, "source_faces", swap_model)
+        if analyzer is not None and not hasattr(analyzer, "detect"):
+            raise I2PError(NODE, "analyzer", "this is not a face analyzer.", "connect I2P Face Analyzer Loader.")
         targets = image_input(image, NODE, "image")
         sources = image_input(source_image, NODE, "source_image")
-        if len(target_faces.sets) not in (1, len(targets)):
-            raise I2PError(NODE, "target_faces", f"{len(target_faces.sets)} face sets for {len(targets)} images.",
-                           "detect the faces on the same image batch that goes into 'image'.")
-        lines = []
+        plan = plan_swaps(targets, target_faces, sources, source_faces, source_indices, target_indices, analyzer)
+        lines, licences = [], []
         if content_safety == "on":
             report = nsfw_gate.check({"source_image": sources, "image": targets}, NODE, nsfw_threshold)
             lines.append(report.text() + f" (threshold {nsfw_threshold:.2f})")
+            licences.append(manifest.license_text(nsfw_gate.FOLDER, f"{nsfw_gate.SUBDIR}/model.safetensors"))
         else:
             lines.append("content safety: OFF (switched off on this node)")
+        model = boost = None
+        if plan.total:  # nothing to swap (every image passed through): no model is loaded
+            model, model_licences = load_swap_model(swap_model, provider)
+            licences = model_licences + licences
+            if resolution_boost != NO_BOOST:
+                from ..core.post.restore import load_restorer
 
-        model, licences = load_swap_model(swap_model, provider)
-        if content_safety == "on":
-            licences.append(manifest.license_text(nsfw_gate.FOLDER, f"{nsfw_gate.SUBDIR}/model.safetensors"))
-        boost = None
-        if resolution_boost != NO_BOOST:
-            from ..core.post.restore import load_restorer
-
-            boost = load_restorer(_need("facerestore_models", resolution_boost, "resolution_boost"), NODE,
-                                  input_name="resolution_boost")
-            licences.append(manifest.license_text("facerestore_models", resolution_boost))
-        # source faces, flattened over the source batch: (image, face)
-        flat = [(sources[min(i, len(sources) - 1)], f) for i, s in enumerate(source_faces.sets) for f in s.faces]
-        if not any(target_faces.for_image(b).faces for b in range(len(targets))):
-            face_swap.parse_mapping(source_indices, target_indices, len(flat), 0)  # raises the no-face error
-        identities: dict[int, object] = {}
-        opts = face_swap.SwapOptions(erode=mask_erode, blur=mask_blur, colour_correction=colour_correction,
-                                     boost=boost, seam_width=seam_width)
-        out_images, seams, swapped_sets = [], [], []
-        plans = []
-        for b in range(len(targets)):
-            fset = target_faces.for_image(b)
-            if fset.faces and tuple(fset.image_size) != targets[b].shape[:2]:
-                raise I2PError(NODE, "target_faces", f"the faces were detected on a {fset.image_size[1]}x"
-                               f"{fset.image_size[0]} image, but image {b} is {targets[b].shape[1]}x{targets[b].shape[0]}.",
-                               "detect the faces on the same image that goes into 'image'.")
-            tfaces = fset.faces
-            pairs = face_swap.parse_mapping(source_indices, target_indices, len(flat), len(tfaces)) if tfaces else []
-            plans.append(pairs)
-        total = sum(len(p) for p in plans)
-        with comfy_adapter.Progress(max(total, 1), desc="I2P face swap") as progress:
-            for b, (rgb, pairs) in enumerate(zip(targets, plans)):
-                tfaces = target_faces.for_image(b).faces
-                if not pairs:
-                    lines.append(f"image {b}: no target face, left unchanged")
-                    out_images.append(rgb)
-                    seams.append(np.zeros(rgb.shape[:2], np.float32))
-                    swapped_sets.append(FaceSet(image_size=rgb.shape[:2], faces=[]))
-                    continue
-                for s, _ in pairs:
-                    if s not in identities:
-                        identities[s] = model.source_identity(*flat[s])
-                ids = [identities.get(i) for i in range(len(flat))]
-                res = face_swap.swap_faces(rgb, tfaces, ids, pairs, model, opts, progress)
-                out_images.append(res.image)
-                seams.append(res.seam)
-                swapped_sets.append(FaceSet(image_size=rgb.shape[:2], faces=res.swapped))
-                lines.append(f"image {b}: " + "; ".join(res.lines))
-        head = [model.describe() + (f", boost: {boost.describe()}" if boost else "")]
-        text = "\n".join(head + lines + ["licences:"] + [f"  {x}" for x in licences])
-        faces_out = Faces(sets=swapped_sets, analyzer=target_faces.analyzer,
+                boost = load_restorer(_need("facerestore_models", resolution_boost, "resolution_boost"), NODE,
+                                      input_name="resolution_boost")
+                licences.append(manifest.license_text("facerestore_models", resolution_boost))
+        opts = SwapOptions(erode=mask_erode, blur=mask_blur, colour_correction=colour_correction, boost=boost,
+                           seam_width=seam_width)
+        with comfy_adapter.Progress(max(plan.total, 1), desc="I2P face swap") as progress:
+            out = run_swaps(plan, targets, model, opts, progress)
+        head = [model.describe() + (f", boost: {boost.describe()}" if boost else "") if model else
+                "no face to swap: the image(s) passed through unchanged"]
+        text = "\n".join(head + lines + out.lines + ["licences:"] + [f"  {x}" for x in licences])
+        faces_out = Faces(sets=out.swapped, analyzer=target_faces.analyzer,
                           recognizer=getattr(target_faces, "recognizer", ""))
         return {"ui": {"text": [text]},
-                "result": (from_rgb_uint8(out_images), from_mask_arrays(seams), faces_out, text)}
+                "result": (from_rgb_uint8(out.images), from_mask_arrays(out.seams), faces_out, text)}
 
 
 NODE_CLASS_MAPPINGS = {"I2PFaceSwap": I2PFaceSwap}

@@ -56,7 +56,7 @@ class I2PIdentityAdapterLoader:
                                                                  "SDXL recommended). Names of files not downloaded yet "
                                                                  "are listed too; the run then says how to get them."}),
                 "lora_strength": ("FLOAT", {"default": 0.6, "min": 0.0, "max": 2.0, "step": 0.05,
-                                            "tooltip": "Strength of the FaceID LoRA trained with the adapter (0 = off). 0.6 is IPAdapter_plus' default."}),
+                                            "tooltip": "Strength of the FaceID LoRA trained with the adapter (0 = off). 0.6 is IPAdapter_plus' default; tencent-ailab's reference uses 1.0."}),
                 "plus_version": (["auto", "v2", "v1"], {"default": "auto",
                                                        "tooltip": "FaceID Plus v1 and v2 files have the same weights layout; auto reads 'plusv2' in the file name."}),
             }
@@ -83,7 +83,10 @@ class I2PApplyIdentity:
         "Plus v2 (ArcFace + CLIP of the aligned face), FaceID (ArcFace), standard (CLIP of the face with hair), "
         "CLIP blend (CLIP features of the aligned face and of the face with hair, mixed), simple (no patch). start_at/stop_at count "
         "sampling steps exactly: with N steps the identity is on in round(stop_at*N) - round(start_at*N) "
-        "steps, for any scheduler, sampler and denoise."
+        "steps, for any scheduler, sampler and denoise. Coming from IPAdapter_plus: its end_at is a noise "
+        "level (0.9 of 30 Karras steps = 21 steps on, here 27: use stop_at 0.7 for the same), it skips the 10 "
+        "middle-block layers (here all 70 are patched: lower weight a little), LoRA 0.6 in both (tencent's "
+        "reference: 1.0). See docs/identity.md."
     )
     CATEGORY = CATEGORY
     FUNCTION = "apply"

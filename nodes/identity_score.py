@@ -4,7 +4,6 @@ from __future__ import annotations
 from ..core.errors import I2PError
 from ..core.faces.types import ANALYZER_TYPE, FACES_TYPE
 from ..models import manifest
-from .face_mask import faces_for_image
 
 NODE = "I2P Identity Score"
 
@@ -34,7 +33,9 @@ class I2PIdentityScore:
                                                         "the result faces)."}),
                 "image": ("IMAGE", {"tooltip": "The result image(s)."}),
                 "faces": (FACES_TYPE, {"tooltip": "Where the result faces are: the target's I2P Detect Faces "
-                                                  "output (a swap or inpaint keeps the face positions)."}),
+                                                  "output. When the result image differs from the one they were "
+                                                  "detected on, the faces are detected again on it with 'analyzer' "
+                                                  "and matched by overlap (an inpaint can move a face a little)."}),
                 "source_faces": (FACES_TYPE, {"tooltip": "The source faces (their embeddings are the reference)."}),
                 "source_indices": ("STRING", {"default": "", "tooltip": "Same mapping as the swap node: source "
                                               "faces, e.g. '0,1'. Empty = 0,1,..."}),
@@ -46,12 +47,17 @@ class I2PIdentityScore:
         }
 
     def score(self, analyzer, image, faces, source_faces, source_indices, target_indices, reduce):
-        from ..core.post.swap import parse_mapping
-        from ..core.post.identity_score import score_pairs, summarise
+        from ..core.faces.follow import faces_on
+        from ..core.faces.types import Faces
         from ..core.images import image_input
+        from ..core.post.identity_score import score_pairs, summarise
+        from ..core.post.swap import parse_mapping
 
         if not hasattr(analyzer, "embed"):
             raise I2PError(NODE, "analyzer", "this is not a face analyzer.", "connect I2P Face Analyzer Loader.")
+        for name, value in (("faces", faces), ("source_faces", source_faces)):
+            if not isinstance(value, Faces):
+                raise I2PError(NODE, name, "this is not a FACES value.", "connect I2P Detect Faces' faces output.")
         images = image_input(image, NODE, "image")
         recognizer = getattr(analyzer, "recognizer", "")
         made_by = getattr(source_faces, "recognizer", "")
@@ -59,25 +65,35 @@ class I2PIdentityScore:
             raise I2PError(NODE, "source_faces", f"the source faces were embedded by {made_by} but this analyzer's "
                            f"recognizer is {recognizer}: their embeddings live in different spaces.",
                            "detect the source faces with the same I2P Face Analyzer Loader you connect here.")
+        if len(faces.sets) not in (1, len(images)):
+            raise I2PError(NODE, "faces", f"FACES holds {len(faces.sets)} image(s) but the IMAGE batch has "
+                           f"{len(images)}.", "detect faces on the same IMAGE batch you connect here.")
         flat = [f for s in source_faces.sets for f in s.faces]
         if any(f.embedding is None for f in flat):
             raise I2PError(NODE, "source_faces", "the source faces carry no embedding.",
                            "detect them with an analyzer that has a recognition model.")
         all_scores, lines = [], []
         for b, rgb in enumerate(images):
-            result_faces = faces_for_image(faces, b, rgb.shape[:2], NODE)
-            if not result_faces:
-                lines.append(f"image {b}: no face to score")
+            fset = faces.for_image(b)
+            if not fset.faces:
+                lines.append(f"image {b}: no face to score (passed through by I2P Detect Faces)")
                 continue
+            if not flat:
+                lines.append(f"image {b}: no source face to compare with (the source photo passed through "
+                             "I2P Detect Faces without one)")
+                continue
+            # the result faces where they are now: an inpaint may have moved them a few pixels
+            result_faces, follow = faces_on(fset, rgb, analyzer if hasattr(analyzer, "detect") else None, NODE,
+                                            "faces", f"image {b}", resized_ok=True)
+            lines += follow
             pairs = parse_mapping(source_indices, target_indices, len(flat), len(result_faces), node=NODE)
             scores = score_pairs(rgb, result_faces, flat, pairs, analyzer.embed)
             all_scores += scores
             _, text = summarise(scores, reduce)
             lines.append(f"image {b}:\n" + text)
-        if not all_scores:
-            raise I2PError(NODE, "faces", "no face was found in any result image.",
-                           "connect the faces detected on the target image.")
         value, _ = summarise(all_scores, reduce)
+        if not all_scores:
+            lines.append("nothing scored: score 0.0 means 'not scored' here, not 'a different person'")
         describe = analyzer.describe() if hasattr(analyzer, "describe") else str(analyzer)
         lines.append(f"score ({reduce}): {value:.3f} by {recognizer or 'the analyzer recognizer'} "
                      "(only comparable with scores of the same recognizer)")

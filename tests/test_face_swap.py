@@ -331,13 +331,6 @@ def test_swap_node_errors_are_clear(test_models):
     with pytest.raises(errors.I2PError) as info:
         _run(_node(), img, faces, img, faces, source_indices="0", target_indices="2", content_safety="off")
     assert info.value.input_name == "target_indices" and "out of range" in str(info.value)
-    empty = ft.Faces(sets=[ft.FaceSet(image_size=img.shape[:2], faces=[])])
-    with pytest.raises(errors.I2PError) as info:
-        _run(_node(), img, empty, img, faces, source_indices="", target_indices="", content_safety="off")
-    assert info.value.input_name == "target_faces"
-    with pytest.raises(errors.I2PError) as info:
-        _run(_node(), img, faces, img, empty, source_indices="", target_indices="", content_safety="off")
-    assert info.value.input_name == "source_faces"
     small = img[:256, :256]
     with pytest.raises(errors.I2PError) as info:
         _run(_node(), small, faces, img, faces, content_safety="off")

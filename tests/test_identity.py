@@ -13,7 +13,7 @@ from packload import pack_module
 
 ipa = pack_module("models.ipadapter")
 attn = pack_module("core.identity.attention")
-proj_mod = pack_module("core.identity.projection")
+proj_mod = pack_module("models.ipadapter")  # the adapter owns its projection
 enc = pack_module("core.identity.encoding")
 errors = pack_module("core.errors")
 

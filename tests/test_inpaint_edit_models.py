@@ -43,7 +43,7 @@ class FakeDiT:
             "memory_usage_factor_conds": ("ref_latents",), "concat_keys": concat_keys})()
         options = {"i2p_identity": identity} if identity else {}
         if identity:
-            marked = SimpleNamespace(i2p_identity=True, inner=None)
+            marked = SimpleNamespace(inner=None, **{pack_module("core.identity.contract").PATCH_MARKER: True})
             options["patches_replace"] = {"attn2": {("input", 4, 0): marked}}
         self.model_options = {"transformer_options": options}
 

@@ -202,8 +202,7 @@ def test_bad_input_fails_before_sampling_with_a_clear_message():
 def test_mask_without_faces_is_one_region_and_face_without_mask_is_skipped():
     image, mask, faces = couple()
     backend = FakeBackend()
-    none = ft.Faces([ft.FaceSet(image.shape[:2], [])])
-    result = fi.run([image], [mask], none, fi.InpaintSettings(target_size=256, blend=8), backend.fns())
+    result = fi.run([image], [mask], None, fi.InpaintSettings(target_size=256, blend=8), backend.fns())
     assert len(backend.calls) == 1 and "inpainted as one region" in result.text
     left_only = disc(*mask.shape, 40, 60, 30)
     backend = FakeBackend()

@@ -11,6 +11,7 @@ from test_inpaint_flow import FakeBackend, couple, face_at
 fi = pack_module("core.inpaint.flow")
 ft = pack_module("core.faces.types")
 sampling = pack_module("core.inpaint.sampling")
+contract = pack_module("core.identity.contract")
 node_mod = pack_module("nodes.face_inpaint")
 errors = pack_module("core.errors")
 
@@ -116,12 +117,12 @@ def test_identity_mask_follows_the_crop_on_a_clone():
     crop_mask = torch.zeros(1, 1, 16, 24)
     crop_mask[..., 4:12, 6:18] = 1.0
     masked = FakeModel({"mode": "faceid_plus_v2", "masked": True})
-    clone = sampling.with_crop_identity_mask(masked, crop_mask)
+    clone = contract.with_crop_mask(masked, crop_mask)
     assert clone is not masked
     got = clone.model_options["transformer_options"]["i2p_identity_mask"]
     assert got.shape == (1, 16, 24) and torch.equal(got[0], crop_mask[0, 0])
     assert "i2p_identity_mask" not in masked.model_options["transformer_options"]
     unmasked = FakeModel({"mode": "faceid_plus_v2", "masked": False})
-    assert sampling.with_crop_identity_mask(unmasked, crop_mask) is unmasked
+    assert contract.with_crop_mask(unmasked, crop_mask) is unmasked
     plain = FakeModel()
-    assert sampling.with_crop_identity_mask(plain, crop_mask) is plain
+    assert contract.with_crop_mask(plain, crop_mask) is plain

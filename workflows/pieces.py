@@ -119,16 +119,18 @@ def simple_inpaint(g: Graph, ckpt, pos, neg, image, face_mask, faces, title: str
 
 
 def swap_restore(g: Graph, image, targets, face, source_faces, target_indices: str = "", source_indices: str = "",
-                 title: str = "Face swap (inswapper_128)"):
+                 title: str = "Face swap (inswapper_128)", *, analyzer):
+    # the analyzer lets the target faces follow an image an earlier node changed (an inpaint moves faces)
     swap = g.add("I2PFaceSwap", "Swap and restore", title, image=image, target_faces=targets["faces"],
                  source_image=face["IMAGE"], source_faces=source_faces["faces"], swap_model=SWAPPER,
-                 source_indices=source_indices, target_indices=target_indices)
+                 source_indices=source_indices, target_indices=target_indices, analyzer=analyzer["analyzer"])
     return swap
 
 
-def restore(g: Graph, image, faces):
+def restore(g: Graph, image, faces, analyzer):
     return g.add("I2PFaceRestore", "Swap and restore", f"Face restore (GFPGAN {GFPGAN_STRENGTH:g})", image=image,
-                 faces=faces["faces"], restore_model=GFPGAN, strength=GFPGAN_STRENGTH)
+                 faces=faces["faces"], restore_model=GFPGAN, strength=GFPGAN_STRENGTH,
+                 analyzer=analyzer["analyzer"])
 
 
 def finish(g: Graph, image, analyzer, targets, source_faces, prefix: str, **mapping):

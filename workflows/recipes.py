@@ -34,8 +34,8 @@ def recommended_portrait(schemas) -> Graph:
     model, _, _ = identity(g, ckpt, i["face"], src, a["analyzer"], m["mask"])
     pos, neg = prompts(g, ckpt)
     inp = inpaint(g, model, pos, neg, ckpt, i["ref"]["IMAGE"], m, a["targets"])
-    swap = swap_restore(g, inp["image"], a["targets"], i["face"], src)
-    rest = restore(g, swap["image"], a["targets"])
+    swap = swap_restore(g, inp["image"], a["targets"], i["face"], src, analyzer=a["analyzer"])
+    rest = restore(g, swap["image"], a["targets"], a["analyzer"])
     finish(g, rest["image"], a["analyzer"], a["targets"], src, "portrait")
     return g
 
@@ -53,8 +53,8 @@ def fast_swap(schemas) -> Graph:
     a = analysis(g, i["ref"])
     src = detect_source(g, a["analyzer"], i["face"], "Detect face (face photo)")
     preview(g, a["targets"]["preview"], "Detected faces (numbered)")
-    swap = swap_restore(g, i["ref"]["IMAGE"], a["targets"], i["face"], src)
-    rest = restore(g, swap["image"], a["targets"])
+    swap = swap_restore(g, i["ref"]["IMAGE"], a["targets"], i["face"], src, analyzer=a["analyzer"])
+    rest = restore(g, swap["image"], a["targets"], a["analyzer"])
     finish(g, rest["image"], a["analyzer"], a["targets"], src, "fast_swap")
     return g
 
@@ -90,10 +90,10 @@ def couple_photo(schemas) -> Graph:
     inp1 = inpaint(g, model1, pos, neg, ckpt, i["ref"]["IMAGE"], m1, person1, title="Inpaint person 1")
     inp2 = inpaint(g, model2, pos, neg, ckpt, inp1["image"], m2, person2, title="Inpaint person 2")
     swap1 = swap_restore(g, inp2["image"], a["targets"], i["face"], src1, target_indices="0",
-                         title="Swap person 1 -> face 0")
+                         title="Swap person 1 -> face 0", analyzer=a["analyzer"])
     swap2 = swap_restore(g, swap1["image"], a["targets"], i["face2"], src2, target_indices="1",
-                         title="Swap person 2 -> face 1")
-    rest = restore(g, swap2["image"], a["targets"])
+                         title="Swap person 2 -> face 1", analyzer=a["analyzer"])
+    rest = restore(g, swap2["image"], a["targets"], a["analyzer"])
     g.add("I2PIdentityScore", "Output", "Identity score person 1", analyzer=a["analyzer"]["analyzer"],
           image=rest["image"], faces=a["targets"]["faces"], source_faces=src1["faces"], target_indices="0")
     g.add("I2PIdentityScore", "Output", "Identity score person 2", analyzer=a["analyzer"]["analyzer"],
@@ -123,8 +123,8 @@ def auto_prompt(schemas) -> Graph:
                    reference_image=i["ref"]["IMAGE"], faces=src["faces"], hair_mask=src_hair["hair_mask"])
     pos, neg = prompts(g, ckpt, positive=gemini["positive"], negative=gemini["negative"])
     inp = inpaint(g, model, pos, neg, ckpt, i["ref"]["IMAGE"], m, a["targets"])
-    swap = swap_restore(g, inp["image"], a["targets"], i["face"], src)
-    rest = restore(g, swap["image"], a["targets"])
+    swap = swap_restore(g, inp["image"], a["targets"], i["face"], src, analyzer=a["analyzer"])
+    rest = restore(g, swap["image"], a["targets"], a["analyzer"])
     finish(g, rest["image"], a["analyzer"], a["targets"], src, "auto_prompt")
     return g
 

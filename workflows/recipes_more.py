@@ -47,7 +47,7 @@ def commercial_portrait(schemas) -> Graph:
                    faces=a["targets"]["faces"], source_image=i["face"]["IMAGE"], source_faces=src["faces"])
     pos, neg = prompts(g, ckpt)
     inp = simple_inpaint(g, ckpt, pos, neg, pasted["image"], m, a["targets"])
-    rest = restore(g, inp["image"], a["targets"])
+    rest = restore(g, inp["image"], a["targets"], a["analyzer"])
     finish(g, rest["image"], a["analyzer"], a["targets"], src, "commercial")
     return g
 
@@ -85,7 +85,7 @@ def commercial_couple(schemas) -> Graph:
                    mask=m2["mask"], faces=person2["faces"], source_image=i["face2"]["IMAGE"], source_faces=src2["faces"])
     pos, neg = prompts(g, ckpt)
     inp = simple_inpaint(g, ckpt, pos, neg, paste2["image"], both, a["targets"])
-    rest = restore(g, inp["image"], a["targets"])
+    rest = restore(g, inp["image"], a["targets"], a["analyzer"])
     g.add("I2PIdentityScore", "Output", "Identity score person 1", analyzer=a["analyzer"]["analyzer"],
           image=rest["image"], faces=a["targets"]["faces"], source_faces=src1["faces"], target_indices="0")
     g.add("I2PIdentityScore", "Output", "Identity score person 2", analyzer=a["analyzer"]["analyzer"],
@@ -132,7 +132,7 @@ def edit_model_portrait(schemas) -> Graph:
     inp = g.add("I2PFaceInpaint", "Inpaint", "Face inpaint (FLUX.2 klein, crop 1024)", model=unet[0], positive=pos[0],
                 negative=neg[0], vae=vae[0], image=i["ref"]["IMAGE"], mask=m["mask"], faces=a["targets"]["faces"],
                 seed=42, steps=4, cfg=1.0, sampler_name="euler", scheduler="simple", denoise=1.0, target_size=1024)
-    swap = swap_restore(g, inp["image"], a["targets"], i["face"], src)
-    rest = restore(g, swap["image"], a["targets"])
+    swap = swap_restore(g, inp["image"], a["targets"], i["face"], src, analyzer=a["analyzer"])
+    rest = restore(g, swap["image"], a["targets"], a["analyzer"])
     finish(g, rest["image"], a["analyzer"], a["targets"], src, "edit_model")
     return g

@@ -15,32 +15,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import comfy_adapter
+from .. import comfy_adapter, onnx_sessions
 from ..errors import I2PError, download_command, unreadable
 from ..paths import display
 from .select import GENDERS, ORDERS, FaceSelectionError, select_faces  # noqa: F401 (re-exported)
+from .photo import arcface_crop, as_bgr, as_rgb, detection_sizes
 from .types import Face
 
 NODE = "I2P Face Analyzer Loader"
 DEFAULT_PACK = "buffalo_l"
-#: user-facing provider name → onnxruntime provider ("auto" = best available)
-PROVIDERS = {
-    "auto": None,
-    "CPU": "CPUExecutionProvider",
-    "CUDA": "CUDAExecutionProvider",
-    "TensorRT": "TensorrtExecutionProvider",
-    "ROCm": "ROCMExecutionProvider",
-    "DirectML": "DmlExecutionProvider",
-    "CoreML": "CoreMLExecutionProvider",
-    "OpenVINO": "OpenVINOExecutionProvider",
-}
-_AUTO_ORDER = ("CUDAExecutionProvider", "ROCMExecutionProvider", "DmlExecutionProvider",
-               "CoreMLExecutionProvider", "CPUExecutionProvider")
 #: files of a pack: the ones without which the stage cannot run, and the optional extras we use
 REQUIRED_FILES = {"buffalo_l": ("det_10g.onnx", "w600k_r50.onnx")}
 TASKS = ("detection", "recognition", "genderage", "landmark_2d_106")
-MIN_RETRY_SIZE = 320
-RETRY_STEP = 64
 
 _cache: dict[tuple, "FaceAnalyzer"] = comfy_adapter.ResidentCache("face analyzers")
 _cache_lock = threading.Lock()
@@ -99,27 +85,8 @@ def _unreadable_pack_error(pack_dir: Path, exc: Exception) -> I2PError:
 
 
 def resolve_providers(provider: str) -> tuple[list[str], list[str]]:
-    """The onnxruntime provider list to request, plus notes for the user about what is unavailable."""
-    import onnxruntime as ort
-
-    if provider not in PROVIDERS:
-        raise I2PError(NODE, "provider", f"unknown provider '{provider}'.",
-                       f"choose one of {', '.join(PROVIDERS)}.")
-    available = ort.get_available_providers()
-    notes: list[str] = []
-    if PROVIDERS[provider] is None:
-        chosen = [p for p in _AUTO_ORDER if p in available] or ["CPUExecutionProvider"]
-    else:
-        want = PROVIDERS[provider]
-        if want in available:
-            chosen = [want] + (["CPUExecutionProvider"] if want != "CPUExecutionProvider" else [])
-        else:
-            chosen = ["CPUExecutionProvider"]
-            hint = (" Install onnxruntime-gpu in place of onnxruntime (pip uninstall -y onnxruntime "
-                    "onnxruntime-gpu; pip install onnxruntime-gpu)." if provider in ("CUDA", "TensorRT") else "")
-            notes.append(f"{provider} requested but this onnxruntime offers only {', '.join(available)}: "
-                         f"running on CPU.{hint}")
-    return chosen, notes
+    """The onnxruntime provider list to request, plus notes (the pack's one policy, onnx_sessions)."""
+    return onnx_sessions.resolve_providers(provider, NODE)
 
 
 class FaceAnalyzer:
@@ -206,9 +173,8 @@ class FaceAnalyzer:
         """
         from insightface.app.common import Face as IFace
 
-        bgr = np.ascontiguousarray(_as_rgb(image)[:, :, ::-1])
-        det_size = max(32, int(det_size) // 32 * 32)
-        sizes = [det_size] + list(range(det_size - RETRY_STEP, MIN_RETRY_SIZE - 1, -RETRY_STEP))
+        bgr = as_bgr(image)
+        sizes = detection_sizes(det_size)
         with self._lock:
             bboxes = np.zeros((0, 5), np.float32)
             kpss = None
@@ -236,35 +202,15 @@ class FaceAnalyzer:
 
     def embed(self, image: np.ndarray, face: Face) -> np.ndarray:
         """ArcFace embedding (512,) of ``face`` in ``image`` (RGB uint8), L2-normalised."""
-        bgr = np.ascontiguousarray(_as_rgb(image)[:, :, ::-1])
+        bgr = as_bgr(image)
         with self._lock:
             return self._embed_bgr(bgr, np.asarray(face.kps, np.float32))
 
     def _embed_bgr(self, bgr: np.ndarray, kps: np.ndarray) -> np.ndarray:
-        crop = aligned_crop(bgr, kps, self.rec.input_size[0])
+        crop = arcface_crop(bgr, kps, self.rec.input_size[0])
         feat = np.asarray(self.rec.get_feat(crop), np.float32).reshape(-1)
         norm = float(np.linalg.norm(feat))
         return feat / norm if norm > 0 and np.isfinite(norm) else np.zeros_like(feat)
-
-
-def aligned_crop(image: np.ndarray, kps: np.ndarray, size: int) -> np.ndarray:
-    """InsightFace's reference alignment for ArcFace (``norm_crop``: ArcFace template, black outside)."""
-    from . import align
-
-    return align.warp(image, align.arcface_affine(kps, int(size)), int(size), border="zero")
-
-
-def _as_rgb(image: np.ndarray) -> np.ndarray:
-    arr = np.asarray(image)
-    if arr.dtype != np.uint8:
-        arr = np.clip(np.rint(arr.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
-    if arr.ndim == 2:
-        arr = np.repeat(arr[:, :, None], 3, axis=2)
-    elif arr.shape[2] == 1:
-        arr = np.repeat(arr, 3, axis=2)
-    elif arr.shape[2] == 4:
-        arr = arr[:, :, :3]
-    return arr
 
 
 def load_analyzer(pack: str = DEFAULT_PACK, provider: str = "auto"):
@@ -291,7 +237,7 @@ def draw_faces(image: np.ndarray, faces: list[Face]) -> np.ndarray:
     """A preview: box, 5 landmarks and the selection index of each face (RGB uint8 in and out)."""
     import cv2
 
-    out = np.ascontiguousarray(_as_rgb(image).copy())
+    out = np.ascontiguousarray(as_rgb(image).copy())
     h, w = out.shape[:2]
     thick = max(1, round(min(h, w) / 300))
     colors = ((0, 255, 0), (255, 160, 0), (0, 200, 255), (255, 0, 255), (255, 255, 0))

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import comfy_adapter
+from .. import comfy_adapter, onnx_sessions
 from ..errors import I2PError
+from .photo import arcface_crop, as_bgr, detection_sizes
 from .types import Face
 
 NODE = "I2P Face Analyzer Loader"
@@ -55,12 +56,10 @@ class PermissiveAnalyzer:
         import onnxruntime as ort
         from insightface.model_zoo.arcface_onnx import ArcFaceONNX
 
-        from .analysis import resolve_providers
-
         self.requested = provider
         self.det_path = _require(*DETECTOR)
         self.rec_path = _require(*RECOGNIZER)
-        chosen, self.notes = resolve_providers(provider)
+        chosen, self.notes = onnx_sessions.resolve_providers(provider, NODE)
         try:
             self.det = cv2.FaceDetectorYN.create(str(self.det_path), "", (320, 320), 0.5, NMS_THRESHOLD, TOP_K)
         except cv2.error as exc:
@@ -104,12 +103,9 @@ class PermissiveAnalyzer:
         an image whose long side exceeds ``det_size`` is scaled down to it first (and retried at smaller
         sizes down to 320 when nothing is found, as the InsightFace analyzer does).
         """
-        from .analysis import MIN_RETRY_SIZE, RETRY_STEP, _as_rgb
-
-        bgr = np.ascontiguousarray(_as_rgb(image)[:, :, ::-1])
+        bgr = as_bgr(image)
         h, w = bgr.shape[:2]
-        det_size = max(32, int(det_size) // 32 * 32)
-        sizes = [det_size] + list(range(det_size - RETRY_STEP, MIN_RETRY_SIZE - 1, -RETRY_STEP))
+        sizes = detection_sizes(det_size)
         scales = list(dict.fromkeys(min(1.0, size / max(h, w)) for size in sizes))  # small images: once
         with self._lock:
             rows = np.zeros((0, 15), np.float32)
@@ -145,16 +141,12 @@ class PermissiveAnalyzer:
 
     def embed(self, image: np.ndarray, face: Face) -> np.ndarray:
         """AuraFace embedding (512,) of ``face`` in ``image`` (RGB uint8), L2-normalised."""
-        from .analysis import _as_rgb
-
-        bgr = np.ascontiguousarray(_as_rgb(image)[:, :, ::-1])
+        bgr = as_bgr(image)
         with self._lock:
             return self._embed_bgr(bgr, np.asarray(face.kps, np.float32))
 
     def _embed_bgr(self, bgr: np.ndarray, kps: np.ndarray) -> np.ndarray:
-        from .analysis import aligned_crop
-
-        crop = aligned_crop(bgr, kps, self.rec.input_size[0])
+        crop = arcface_crop(bgr, kps, self.rec.input_size[0])
         feat = np.asarray(self.rec.get_feat(crop), np.float32).reshape(-1)
         norm = float(np.linalg.norm(feat))
         return feat / norm if norm > 0 and np.isfinite(norm) else np.zeros_like(feat)

@@ -45,6 +45,7 @@ class FaceSet:
 
     image_size: tuple[int, int]  # (height, width) of the image the coordinates refer to
     faces: list[Face] = field(default_factory=list)
+    fingerprint: str = ""  # of that image (core/faces/follow.py): later nodes tell whether it changed
 
 
 @dataclass

@@ -9,9 +9,9 @@ import numpy as np
 
 from .. import comfy_adapter
 from ..errors import I2PError
+from . import contract
 from .attention import IdentityPatch, patch_model, sdpa
 from .encoding import Identity, clip_encoder, encode_identity
-from .projection import project
 from .stop_at import describe
 
 NODE = "I2P Apply Identity"
@@ -125,21 +125,12 @@ def build_identity(mode: str, images: list[np.ndarray], faces=None, analyzer=Non
     return ident
 
 
-def check_identity_for(adapter, identity: Identity, mode: str) -> None:
-    if adapter.uses_clip and identity.clip_hidden is not None:
-        got = int(identity.clip_hidden.shape[-1]) if adapter.clip_hidden else int(identity.clip_embeds.shape[-1])
-        want = adapter.clip_hidden or adapter.clip_projection
-        if got != want:
-            raise I2PError(NODE, "identity", f"this identity was encoded with a CLIP of width {got} but "
-                           f"'{adapter.name}' needs width {want}.", "re-encode it with the adapter's CLIP (ViT-H).")
-
-
 def apply_identity(model, mode: str, weight: float, start_at: float, stop_at: float, adapter=None,
                    identity: Identity | None = None, images: list[np.ndarray] | None = None, faces=None,
                    analyzer=None, clip_vision=None, shortcut_weight: float = 1.0, mask=None,
                    average: bool = True, clip_blend: float = 0.5, steps: int = 20):
     """Returns (patched MODEL clone, Identity or None, report text)."""
-    from ...models.ipadapter import check_for_clip, check_for_model
+    from ...models.ipadapter import check_for_clip, check_for_model, check_identity
 
     if mode not in MODES:
         raise I2PError(NODE, "mode", f"unknown mode '{mode}'.", f"pick one of {', '.join(MODES)}.")
@@ -151,9 +142,7 @@ def apply_identity(model, mode: str, weight: float, start_at: float, stop_at: fl
             "masked": mask is not None}
     if mode == "simple":
         m = model.clone()
-        to = dict(m.model_options.get("transformer_options", {}))
-        to["i2p_identity"] = dict(info, weight=0.0)
-        m.model_options["transformer_options"] = to
+        contract.set_identity_info(m, dict(info, weight=0.0))
         return m, identity, ("simple mode: the MODEL is not changed; the identity comes from the face swap "
                              "stage.")
     if adapter is None:
@@ -174,8 +163,8 @@ def apply_identity(model, mode: str, weight: float, start_at: float, stop_at: fl
         identity = build_identity(mode, images, faces, analyzer, encoder, average, clip_blend)
     elif average and identity.sources > 1 and (identity.embedding is not None and identity.embedding.shape[0] > 1):
         identity = identity.averaged()
-    check_identity_for(adapter, identity, mode)
-    cond, uncond = project(adapter, identity, shortcut_weight)
+    check_identity(adapter, identity, NODE)
+    cond, uncond = adapter.tokens(identity, shortcut_weight)
 
     attention = text_attention()
     mask_t = None

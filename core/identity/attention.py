@@ -19,6 +19,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .contract import MASK_OPTION, OPTIONS_KEY, PATCH_MARKER, identity_info, set_identity_info
 from .stop_at import SamplerStepWrapper, StepGate
 
 log = logging.getLogger("IP-to-Portrait")
@@ -34,8 +35,6 @@ SDXL_ATTN2_LAYERS: tuple[tuple[str, int, int], ...] = tuple(
 )
 assert len(SDXL_ATTN2_LAYERS) == 70
 
-OPTIONS_KEY = "i2p_identity"
-MASK_OPTION = "i2p_identity_mask"  # optional per-sampling mask, see IdentityPatch.layer_mask
 SAMPLER_SAMPLE = "sampler_sample"  # comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE
 
 
@@ -115,7 +114,7 @@ class IdentityPatch:
     def layer_mask(self, n_tokens: int, extra_options: dict, device, dtype) -> torch.Tensor | None:
         """The mask resized to the layer's token grid: (m, N, 1), m = 1 or the mask's batch.
 
-        A mask in ``transformer_options["i2p_identity_mask"]`` (set by a node that samples a crop, in
+        A mask in ``transformer_options[MASK_OPTION]`` (set by a node that samples a crop, in
         that crop's frame) takes precedence over the one given to the node.
         """
         source = extra_options.get(MASK_OPTION)
@@ -188,7 +187,7 @@ class LayerPatch:
     """One attn2 replace function. ``inner`` is a replace patch another pack had registered on the same
     layer before us: it computes the text attention (plus its own terms) and we add ours."""
 
-    i2p_identity = True
+    i2p_identity_patch = True  # marks our own patch (replaced, never stacked)
 
     def __init__(self, patch: IdentityPatch, layer: int, inner: Callable | None = None):
         self.patch = patch
@@ -211,11 +210,6 @@ class LayerPatch:
         return out + p.term(self.layer, q, extra_options).to(out.dtype)
 
 
-def existing_identity(model) -> dict | None:
-    """The ``i2p_identity`` info of a MODEL already patched by this pack, else None."""
-    return (getattr(model, "model_options", None) or {}).get("transformer_options", {}).get(OPTIONS_KEY)
-
-
 def patch_model(model, patch: IdentityPatch, layers=SDXL_ATTN2_LAYERS) -> tuple[object, str]:
     """A clone of ``model`` with ``patch`` in every attn2 layer. The input MODEL is untouched.
 
@@ -225,13 +219,13 @@ def patch_model(model, patch: IdentityPatch, layers=SDXL_ATTN2_LAYERS) -> tuple[
     if len(patch.to_k_ip) != len(layers):
         raise ValueError(f"adapter has {len(patch.to_k_ip)} layers, model patch needs {len(layers)}")
     m = model.clone()
-    previous = existing_identity(m)
+    previous = identity_info(m)
     existing = m.model_options.get("transformer_options", {}).get("patches_replace", {}).get("attn2", {})
     message = ""
     chained = 0
     for i, (block, number, tindex) in enumerate(layers):
         old = existing.get((block, number, tindex))
-        if old is not None and getattr(old, "i2p_identity", False):
+        if old is not None and getattr(old, PATCH_MARKER, False):
             old = old.inner  # replace our own earlier patch, keep whatever it was chained to
         if old is not None:
             chained += 1
@@ -247,7 +241,5 @@ def patch_model(model, patch: IdentityPatch, layers=SDXL_ATTN2_LAYERS) -> tuple[
         if hasattr(m, "remove_wrappers_with_key"):
             m.remove_wrappers_with_key(SAMPLER_SAMPLE, OPTIONS_KEY)
         m.add_wrapper_with_key(SAMPLER_SAMPLE, OPTIONS_KEY, SamplerStepWrapper(patch.gate))
-    to = dict(m.model_options.get("transformer_options", {}))
-    to[OPTIONS_KEY] = dict(patch.info)
-    m.model_options["transformer_options"] = to
+    set_identity_info(m, patch.info)
     return m, message

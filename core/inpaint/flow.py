@@ -100,6 +100,10 @@ def plan_jobs(images: list[np.ndarray], masks: list[np.ndarray], faces: Faces | 
             fh, fw = face_set.image_size
             raise I2PError(NODE, "faces", f"the faces were detected in a {fw}x{fh} image, but image {b} is {w}x{h}.",
                            "connect the FACES output of the analyzer that analysed this same image.")
+        if face_set is not None and not face_set.faces:
+            notes.append(f"image {b}: no face (passed through by I2P Detect Faces), image returned unchanged.")
+            jobs.append([])
+            continue
         peak = float(mask.max()) if mask.size else 0.0
         if peak < EMPTY_MASK:
             notes.append(f"image {b}: the mask is empty, image returned unchanged.")
@@ -119,10 +123,10 @@ def plan_jobs(images: list[np.ndarray], masks: list[np.ndarray], faces: Faces | 
                     notes.append(f"image {b} face {k}: no mask pixels near this face, skipped.")
                     continue
                 image_jobs.append(_job(b, k, part, box, face.size, (h, w), settings))
-        else:
+        else:  # no FACES at all (API use): the mask is one region
             box = ic.mask_bbox(mask, EMPTY_MASK)
             size = math.sqrt((box[2] - box[0]) * (box[3] - box[1]))
-            notes.append(f"image {b}: no faces in FACES, the mask is inpainted as one region.")
+            notes.append(f"image {b}: no FACES given, the mask is inpainted as one region.")
             image_jobs.append(_job(b, None, mask, box, size, (h, w), settings))
         jobs.append(image_jobs)
     return jobs, notes

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .. import comfy_adapter
 from ..errors import I2PError
+from ..identity.contract import identity_info, with_crop_mask, without_identity_patch  # noqa: F401 (the node reads them here)
 from .family import has_reference_latents, of_model
 from .flow import NODE, SamplingFns
 
@@ -32,49 +33,6 @@ def is_inpaint_model(model) -> bool:
     return "mask" in keys and "masked_image" in keys
 
 
-def identity_info(model) -> dict | None:
-    """The identity patch's settings, when the MODEL carries one (see the identity node)."""
-    options = getattr(model, "model_options", None) or {}
-    return options.get("transformer_options", {}).get("i2p_identity")
-
-
-def without_identity_patch(model):
-    """A clone of ``model`` without this pack's identity patch (the SDXL attn2 replacements and their
-    settings), for architectures it was not made for; a foreign patch it was chained to stays. The
-    MODEL the rest of the graph sees is untouched. Returns (model, whether anything was removed)."""
-    if not identity_info(model):
-        return model, False
-    clone = model.clone()
-    options = dict(clone.model_options.get("transformer_options", {}))
-    options.pop("i2p_identity", None)
-    replace = dict(options.get("patches_replace", {}))
-    attn2 = {}
-    for key, fn in replace.get("attn2", {}).items():
-        if getattr(fn, "i2p_identity", False):
-            fn = getattr(fn, "inner", None)
-        if fn is not None:
-            attn2[key] = fn
-    if "attn2" in replace:
-        replace["attn2"] = attn2
-        options["patches_replace"] = replace
-    clone.model_options["transformer_options"] = options
-    return clone, True
-
-
-def with_crop_identity_mask(model, crop_mask):
-    """The identity patch's attention mask was drawn on the whole photo, but this node samples a crop:
-    hand the patch the crop's own inpaint mask instead (same region, the crop's frame). A clone, so
-    the MODEL other branches of the graph see stays untouched."""
-    info = identity_info(model)
-    if not info or not info.get("masked") or crop_mask is None:
-        return model
-    clone = model.clone()
-    options = clone.model_options.setdefault("transformer_options", {})
-    options = clone.model_options["transformer_options"] = dict(options)
-    options["i2p_identity_mask"] = crop_mask.reshape(-1, *crop_mask.shape[-2:])
-    return clone
-
-
 def comfy_sampling(model, vae, positive, negative, *, steps: int, cfg: float, sampler_name: str,
                    scheduler: str, denoise: float) -> SamplingFns:
     """The model's family (core/inpaint/family.py) decides the inpaint conditioning and whether the crop
@@ -94,7 +52,7 @@ def comfy_sampling(model, vae, positive, negative, *, steps: int, cfg: float, sa
         return images
 
     def sample(latent: dict, pos, neg, seed: int, callback):
-        crop_model = with_crop_identity_mask(model, latent.get("noise_mask"))
+        crop_model = with_crop_mask(model, latent.get("noise_mask"))
         latent_image = sample_mod.fix_empty_latent_channels(crop_model, latent["samples"])
         noise = sample_mod.prepare_noise(latent_image, seed)
         disable_pbar = not getattr(utils, "PROGRESS_BAR_ENABLED", True)

@@ -100,7 +100,8 @@ class InSwapper:
             return model
 
         self.path = path
-        self.model = onnx_sessions.cached("inswapper", path, provider, factory)
+        self.model = onnx_sessions.cached("inswapper", path, provider, factory, NODE)
+        self.notes = onnx_sessions.resolve_providers(provider, NODE)[1]
         self.session = self.model.session
         self.provider = onnx_sessions.session_provider(self.session)
         self.emap = np.asarray(self.model.emap, dtype=np.float32)
@@ -130,7 +131,8 @@ class InSwapper:
         return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
 
     def describe(self) -> str:
-        return f"inswapper ({self.path.replace(chr(92), '/').split('/')[-1]}) on {self.provider}"
+        text = f"inswapper ({self.path.replace(chr(92), '/').split('/')[-1]}) on {self.provider}"
+        return "; ".join([text] + self.notes)
 
 
 # ------------------------------------------------------------------------------------- the loop

@@ -1,0 +1,43 @@
+"""What every face backend (InsightFace packs, YuNet + AuraFace) does to a photo before its models see
+it: one pixel convention, one ladder of detection sizes, one ArcFace crop. Shared here so that the
+backends do not import each other."""
+from __future__ import annotations
+
+import numpy as np
+
+#: when nothing is found at the requested detection size, retry smaller, in these steps, down to this
+#: size: large faces in small images are often missed at 640 and found at 320
+RETRY_STEP = 64
+MIN_RETRY_SIZE = 320
+
+
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """RGB uint8 from uint8 or [0, 1] float, grey, grey+alpha or RGBA input."""
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8:
+        arr = np.clip(np.rint(arr.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    elif arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    elif arr.shape[2] == 4:
+        arr = arr[:, :, :3]
+    return arr
+
+
+def as_bgr(image: np.ndarray) -> np.ndarray:
+    """The contiguous BGR uint8 copy OpenCV and InsightFace's graphs take."""
+    return np.ascontiguousarray(as_rgb(image)[:, :, ::-1])
+
+
+def detection_sizes(det_size: int) -> list[int]:
+    """The requested size (a multiple of 32), then the retry ladder below it."""
+    det_size = max(32, int(det_size) // 32 * 32)
+    return [det_size] + list(range(det_size - RETRY_STEP, MIN_RETRY_SIZE - 1, -RETRY_STEP))
+
+
+def arcface_crop(image: np.ndarray, kps: np.ndarray, size: int) -> np.ndarray:
+    """InsightFace's reference alignment for ArcFace (``norm_crop``: ArcFace template, black outside)."""
+    from . import align
+
+    return align.warp(image, align.arcface_affine(kps, int(size)), int(size), border="zero")

@@ -39,6 +39,7 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
+import shipped_workflows as sw  # noqa: E402
 from comfyui_fixtures import (ComfyServer, build_models_in_subprocess, full_models_cache,  # noqa: E402
                               link_models, prepare_base_dir)
 from packload import pack_module  # noqa: E402
@@ -120,8 +121,8 @@ def report(name: str, prompt: dict, cold: Run, warm: list[Run], rss: dict) -> li
     total = statistics.median(r.seconds for r in warm) if warm else cold.seconds
     lines.append(f"Cold run {cold.seconds:.1f} s (models load from disk); warm runs "
                  f"{', '.join(f'{r.seconds:.1f}' for r in warm)} s (median {total:.1f} s). "
-                 f"Server RSS: peak {rss['peak'] / 2**30:.2f} GiB, after the runs {rss['after'] / 2**30:.2f} GiB, "
-                 f"after POST /free {rss['freed'] / 2**30:.2f} GiB.")
+                 f"Server RSS: peak {rss['peak'] / 2**30:.2f} GiB, after the runs {rss['after'] / 2**30:.2f} GiB "
+                 f"(what /free gives back: bench/results/workflow_memory.md).")
     lines += ["", "| node | class | kind | cold s | warm min s | warm median s | share of warm |",
               "|---|---|---|---|---|---|---|"]
     shares = {"pack": 0.0, "sampling": 0.0, "core": 0.0}
@@ -155,9 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.comfyui or not (Path(args.comfyui) / "main.py").is_file():
         ap.error("--comfyui (or $COMFYUI_PATH) must name a ComfyUI checkout")
 
-    workflow_io = pack_module("cli.workflow_io")
-    knobs = pack_module("cli.workflow_knobs") if _has("cli.workflow_knobs") else None
-    names = [n for n in args.workflows.split(",") if n] or workflow_io.bundled_names()
+    knobs = {"steps": args.steps, "target_size": args.target_size}
+    names = [n for n in args.workflows.split(",") if n] or sw.names()
     import model_factory
 
     cache = full_models_cache()
@@ -172,9 +172,10 @@ def main(argv: list[str] | None = None) -> int:
            f"({len(built)} files; skipped: {', '.join(skipped) or 'none'}). Knobs: steps={args.steps}, "
            f"target_size={args.target_size}; everything else as shipped.", ""]
     for name in names:
-        prompt = workflow_io.load_workflow(name)
-        prompt = knobs.apply_cpu_knobs(prompt, steps=args.steps, target_size=args.target_size) if knobs else \
-            _apply_knobs(prompt, args.steps, args.target_size)
+        if name in sw.NOT_RUNNABLE_YET:
+            out += [f"## {name}", "", f"Not run: {sw.NOT_RUNNABLE_YET[name]}.", ""]
+            continue
+        prompt = sw.for_cpu(sw.shipped(name), knobs)
         with tempfile.TemporaryDirectory(prefix="i2p-bench-") as tmp:
             base = Path(tmp)
             dirs = prepare_base_dir(base)
@@ -186,12 +187,9 @@ def main(argv: list[str] | None = None) -> int:
                 cold = run_once(server, client, prompt, 0)
                 warm = [run_once(server, client, prompt, i + 1) for i in range(args.runs)]
                 cur, peak = server.rss_bytes()
-                server.free_memory()
-                time.sleep(3)
-                freed, _ = server.rss_bytes()
             finally:
                 server.stop()
-        out += report(name, prompt, cold, warm, {"peak": peak, "after": cur, "freed": freed})
+        out += report(name, prompt, cold, warm, {"peak": peak, "after": cur})
         print("\n".join(out[-8:]), flush=True)
     target = Path(args.out) if args.out else HERE / "results" / f"workflows-{args.device}.md"
     tmp_target = target.with_suffix(".md.tmp")
@@ -199,23 +197,6 @@ def main(argv: list[str] | None = None) -> int:
     tmp_target.replace(target)
     print(f"wrote {target}")
     return 0
-
-
-def _has(dotted: str) -> bool:
-    try:
-        pack_module(dotted)
-        return True
-    except ImportError:
-        return False
-
-
-def _apply_knobs(prompt: dict, steps: int, target_size: int) -> dict:
-    out = json.loads(json.dumps(prompt))
-    for node in out.values():
-        for key, value in (("steps", steps), ("target_size", target_size)):
-            if key in node["inputs"] and not isinstance(node["inputs"][key], list):
-                node["inputs"][key] = value
-    return out
 
 
 if __name__ == "__main__":

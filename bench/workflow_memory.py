@@ -26,8 +26,6 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-# bench/ itself off the path: bench/queue.py would shadow the standard library's queue
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(HERE.parent / "tests"))
 RESULTS = HERE / "results" / "workflow_memory.md"
 

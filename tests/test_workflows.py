@@ -19,8 +19,6 @@ CORE_OBJECT_INFO = Path(__file__).parent / "data" / "comfyui-0.33.0-core-object_
 EXPECTED = {"recommended_portrait": 1, "fast_swap": 1, "couple_photo": 2, "auto_prompt": 1, "pre_paste": 1,
             "commercial_portrait": 1, "commercial_couple": 2, "edit_model_portrait": 1}
 COMMERCIAL = ("commercial_portrait", "commercial_couple")
-# Workflows whose models the comfyui tier cannot build yet, with the reason (reported as a skip, not hidden).
-NOT_RUNNABLE_YET = {"edit_model_portrait": "no random-weight Qwen3-4B text encoder for CLIPLoader yet (issue 15)"}
 NAMES = sorted(EXPECTED)
 
 fmt = pack_module("cli.workflow_format")
@@ -422,8 +420,8 @@ def test_workflow_runs_in_real_comfyui(name, tmp_path, comfyui_server, capsys):
     shipped graph (content-safety gate on) with only the photos and the CPU knobs changed, checked
     on the prompt ComfyUI recorded; every node runs and the saved image has the reference's size.
     The shared server's peak RSS during the run is recorded (heap kept from earlier graphs included)."""
-    if name in NOT_RUNNABLE_YET:
-        pytest.skip(f"{name}: {NOT_RUNNABLE_YET[name]}")
+    if name in sw.NOT_RUNNABLE_YET:
+        pytest.skip(f"{name}: {sw.NOT_RUNNABLE_YET[name]}")
     comfyui_server.free_memory()
     _settle(comfyui_server)
     comfyui_server.reset_peak_rss()

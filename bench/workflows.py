@@ -157,7 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--comfyui (or $COMFYUI_PATH) must name a ComfyUI checkout")
 
     knobs = {"steps": args.steps, "target_size": args.target_size}
-    names = [n for n in args.workflows.split(",") if n] or sw.names()
+    first = ["fast_swap", "recommended_portrait"]  # the cheapest and the recommended graph first
+    names = [n for n in args.workflows.split(",") if n] or first + [n for n in sw.names() if n not in first]
+    target = Path(args.out) if args.out else HERE / "results" / f"workflows-{args.device}.md"
     import model_factory
 
     cache = full_models_cache()
@@ -190,13 +192,15 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 server.stop()
         out += report(name, prompt, cold, warm, {"peak": peak, "after": cur})
-        print("\n".join(out[-8:]), flush=True)
-    target = Path(args.out) if args.out else HERE / "results" / f"workflows-{args.device}.md"
-    tmp_target = target.with_suffix(".md.tmp")
-    tmp_target.write_text("\n".join(out) + "\n")
-    tmp_target.replace(target)
-    print(f"wrote {target}")
+        _write(target, out)  # after each workflow: a long run stopped half-way keeps what it measured
+        print(f"{name}: done, {target} updated", flush=True)
     return 0
+
+
+def _write(target: Path, lines: list[str]) -> None:
+    tmp = target.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(target)
 
 
 if __name__ == "__main__":

@@ -189,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
                 cold = run_once(server, client, prompt, 0)
                 warm = [run_once(server, client, prompt, i + 1) for i in range(args.runs)]
                 cur, peak = server.rss_bytes()
+            except RuntimeError as exc:  # a graph that fails is reported, the others still measured
+                out += [f"## {name}", "", f"Failed: {str(exc)[:600]}", ""]
+                _write(target, out)
+                continue
             finally:
                 server.stop()
         out += report(name, prompt, cold, warm, {"peak": peak, "after": cur})

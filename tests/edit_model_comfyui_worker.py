@@ -48,6 +48,8 @@ def main(comfy_path: str, models_dir: str) -> dict:
     from model_factory import edit_models
     from packload import pack_module
 
+    contract = pack_module("core.identity.contract")
+
     torch.manual_seed(0)
     root = Path(models_dir)
     folder_paths.add_model_folder_path("diffusion_models", str(root / "diffusion_models"), is_default=True)
@@ -83,7 +85,7 @@ def main(comfy_path: str, models_dir: str) -> dict:
         seen.append({
             "latent_shape": list(latent_image.shape),
             "refs": [list(r.shape) for r in positive[0][1].get("reference_latents", [])],
-            "identity_on_model": "i2p_identity" in options,
+            "identity_on_model": contract.OPTIONS_KEY in options,
             "attn2_patches": len(options.get("patches_replace", {}).get("attn2", {})),
             "concat": "concat_latent_image" in positive[0][1],
         })
@@ -101,12 +103,12 @@ def main(comfy_path: str, models_dir: str) -> dict:
         loaded_sd = model.model.diffusion_model.state_dict()
         identity = {"mode": "faceid_plus_v2", "weight": 1.0, "start_at": 0.0, "stop_at": 1.0, "masked": True}
         patched = model.clone()
-        patched.model_options.setdefault("transformer_options", {})["i2p_identity"] = identity
+        patched.model_options.setdefault("transformer_options", {})[contract.OPTIONS_KEY] = identity
 
         def marked(q, k, v, extra_options):  # stands in for the identity node's attn2 patch
             raise AssertionError("an SDXL attn2 patch ran on a DiT")
 
-        marked.i2p_identity = True
+        setattr(marked, contract.PATCH_MARKER, True)  # how the pack marks its own attn2 patches
         marked.inner = None
         patched.set_model_attn2_replace(marked, "input", 4, 0)
 
@@ -143,7 +145,7 @@ def main(comfy_path: str, models_dir: str) -> dict:
             "finite": bool(np.isfinite(img.numpy()).all()),
             "samples": list(seen),
             "user_ref_shape": list(reference["samples"].shape),
-            "graph_model_keeps_identity": "i2p_identity" in patched.model_options["transformer_options"],
+            "graph_model_keeps_identity": contract.OPTIONS_KEY in patched.model_options["transformer_options"],
         }
         del model, patched, vae, file_sd, loaded_sd
     return report

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import comfy_adapter, onnx_sessions
-from ..errors import I2PError, download_command, unreadable
+from ..errors import I2PError
+from ..model_errors import download_command, unreadable
 from ..paths import display
 from .select import GENDERS, ORDERS, FaceSelectionError, select_faces  # noqa: F401 (re-exported)
 from .photo import arcface_crop, as_bgr, as_rgb, detection_sizes

@@ -13,17 +13,7 @@ TORCH_SPEC=${TORCH_SPEC:-"torch==2.14.1 torchvision==0.29.1"}
 
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 VPY=.venv/bin/python
-if ! if ! command -v redis-server >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "setup: installing redis-server (Debian package) for the queue tests"
-        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; } \
-            || echo "setup: could not install redis-server: the queue tests will be skipped"
-    else
-        echo "setup: no redis-server: the queue tests will be skipped (install it: apt-get install redis-server)"
-    fi
-fi
-"$VPY" -c "import celery, redis; print('setup: queue extra ok, celery', celery.__version__)"
-"$VPY" -c "import torch, torchvision" >/dev/null 2>&1; then
+if ! "$VPY" -c "import torch, torchvision" >/dev/null 2>&1; then
     echo "setup: installing $TORCH_SPEC"
     # shellcheck disable=SC2086
     "$VPY" -m pip install --progress-bar off $TORCH_SPEC

@@ -177,7 +177,7 @@ def list_models(folder: str, extensions: Iterable[str] | None = None) -> list[st
 def find_model(folder: str, name: str) -> Path | None:
     """Full path of ``name`` (a file or a directory such as a buffalo_l pack) inside ``folder``; None
     also for a name that could leave the folder (absolute, ``..``: see core/paths.py)."""
-    from .paths import name_problem
+    from .names import name_problem
 
     if name_problem(name):
         return None

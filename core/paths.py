@@ -19,29 +19,14 @@ administrator put into a models folder (weights on another disk), and so does th
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from . import comfy_adapter
 from .errors import I2PError
+from .names import name_problem
 
 PACK_ROOT = Path(__file__).resolve().parent.parent
-_DRIVE = re.compile(r"^[A-Za-z]:")
 COUNTER_DIGITS = 5
-
-
-def name_problem(name: str) -> str | None:
-    """Why ``name`` cannot be a name relative to a folder, or None when it can."""
-    if not isinstance(name, str) or not name.strip():
-        return "is empty"
-    text = name.strip().replace("\\", "/")
-    if "\x00" in text:
-        return "contains a NUL character"
-    if text.startswith("/") or _DRIVE.match(text):
-        return "is an absolute path"
-    if ".." in text.split("/"):
-        return "contains '..'"
-    return None
 
 
 def plain_name(name: str, node: str, input_name: str, folder_label: str) -> str:

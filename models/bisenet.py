@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..core import comfy_adapter
-from ..core.errors import I2PError, model_file_errors
+from ..core.errors import I2PError
+from ..core.model_errors import model_file_errors
 from .manifest import id_for
 
 NODE = "I2P Face Parsing Mask"

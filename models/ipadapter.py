@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core import comfy_adapter
-from ..core.errors import I2PError, model_file_errors
+from ..core.errors import I2PError
+from ..core.model_errors import model_file_errors
 from .manifest import id_for
 
 NODE = "I2P Identity Adapter Loader"
@@ -325,7 +326,7 @@ def apply_lora(model, adapter: IPAdapter, strength: float):
         return model, f"LoRA {name} not applied (lora_strength is 0)."
     path = comfy_adapter.find_model("loras", name)
     if path is None:
-        from ..core.errors import download_command
+        from ..core.model_errors import download_command
         from .manifest import by_filename
 
         entry = by_filename("loras", name)

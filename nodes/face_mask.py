@@ -4,7 +4,8 @@ from __future__ import annotations
 import logging
 
 from ..core import comfy_adapter
-from ..core.errors import I2PError, ModelFileMissing
+from ..core.errors import I2PError
+from ..core.model_errors import ModelFileMissing
 from ..core.faces.types import FACES_TYPE
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from ..core import comfy_adapter
-from ..core.errors import I2PError, ModelFileMissing
+from ..core.errors import I2PError
+from ..core.model_errors import ModelFileMissing
 from ..core.faces.types import ANALYZER_TYPE, FACES_TYPE
 from ..core.onnx_sessions import PROVIDER_CHOICES
 from ..models import manifest

@@ -243,7 +243,7 @@ class I2PLoadIdentity:
             return float("nan")  # run, and let load() say what is wrong
 
     def load(self, identity_file: str):
-        from ..core.errors import model_file_errors
+        from ..core.model_errors import model_file_errors
         from ..core.identity.encoding import load_identity
 
         path = _find_identity(identity_file)

@@ -15,6 +15,7 @@ import torch
 from packload import pack_module
 
 errors = pack_module("core.errors")
+model_errors = pack_module("core.model_errors")
 manifest = pack_module("models.manifest")
 
 #: what a user must never see: library internals and exception class names of the loaders
@@ -59,7 +60,7 @@ def place(test_models, tree: Path, model_id: str, how: str) -> Path:
 def assert_cause(exc: BaseException, node: str, input_name: str, shown: str, model_id: str | None, tmp: Path,
                  state: str = "is damaged or incomplete") -> None:
     msg = str(exc)
-    assert isinstance(exc, errors.ModelFileUnreadable), msg
+    assert isinstance(exc, model_errors.ModelFileUnreadable), msg
     assert msg.startswith(f"[{node}] input '{input_name}': {shown} {state}"), msg
     if model_id:
         assert "delete it" in msg and f"python -m ip_to_portrait models download {model_id}." in msg, msg
@@ -183,7 +184,7 @@ def test_a_readable_file_of_another_kind_is_not_called_damaged(test_models, tree
     place(test_models, tree, "ghost-arcface", "copy")
     with pytest.raises(errors.I2PError) as info:
         nodes.load_swap_model("ghost/G_unet_2blocks.pth", "CPU")
-    assert not isinstance(info.value, errors.ModelFileUnreadable)
+    assert not isinstance(info.value, model_errors.ModelFileUnreadable)
     assert "is not a Ghost AEI-Net file" in str(info.value) and "models/ghost/G_unet_2blocks.pth" in str(info.value)
 
 
@@ -250,7 +251,7 @@ def test_a_whole_file_with_pickled_code_is_not_called_damaged(tree, tmp_path):
     path = tree / "ipadapter" / "custom.bin"
     path.parent.mkdir(parents=True)
     torch.save({"image_proj": argparse.Namespace(a=1)}, path)  # a class outside the weights-only allow list
-    with pytest.raises(errors.ModelFileUnreadable) as info:
+    with pytest.raises(model_errors.ModelFileUnreadable) as info:
         ipa.load_ipadapter(path)
     msg = str(info.value)
     assert msg.startswith("[I2P Identity Adapter Loader] input 'ipadapter_file': models/ipadapter/custom.bin "

@@ -342,10 +342,10 @@ def test_parsing_node_pass_through_and_resized_faces(nodes):
 
 
 def test_parsing_node_missing_model_names_download(nodes, tmp_path, monkeypatch):
-    errors = pack_module("core.errors")
+    model_errors = pack_module("core.model_errors")
     faces = detect(nodes, as_image(astronaut()))
     monkeypatch.setenv("I2P_MODELS_DIR", str(tmp_path))
-    with pytest.raises(errors.ModelFileMissing, match="bisenet-face-parsing"):
+    with pytest.raises(model_errors.ModelFileMissing, match="bisenet-face-parsing"):
         parse_node(nodes, as_image(astronaut()), faces)
 
 

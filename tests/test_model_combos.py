@@ -11,6 +11,7 @@ from packload import PACK_ROOT, load_pack, pack_module
 
 manifest = pack_module("models.manifest")
 errors = pack_module("core.errors")
+model_errors = pack_module("core.model_errors")
 API = PACK_ROOT / "workflows" / "api"
 NAMES = sorted(p.stem for p in API.glob("*.json"))
 
@@ -108,7 +109,7 @@ def test_shipped_workflows_validate_before_any_download(name, empty_install):
 
 def test_missing_adapter_names_its_download_command(empty_install):
     loader = load_pack().NODE_CLASS_MAPPINGS["I2PIdentityAdapterLoader"]()
-    with pytest.raises(errors.ModelFileMissing) as info:
+    with pytest.raises(model_errors.ModelFileMissing) as info:
         loader.load(object(), "ip-adapter-faceid-plusv2_sdxl.bin", 0.6, "auto")
     text = str(info.value)
     assert text.startswith("[I2P Identity Adapter Loader] input 'ipadapter_file'")
@@ -122,11 +123,11 @@ def test_download_command_is_the_launcher_inside_custom_nodes(monkeypatch, tmp_p
     (tmp_path / "srv" / "ComfyUI" / "custom_nodes").mkdir(parents=True)
     (tmp_path / "srv" / "ComfyUI" / "main.py").write_text("")
     monkeypatch.setattr(adapter, "PACK_DIR", tmp_path / "srv" / "ComfyUI" / "custom_nodes" / "IP-to-Portrait")
-    assert errors.download_command("inswapper_128") == \
+    assert model_errors.download_command("inswapper_128") == \
         "python custom_nodes/IP-to-Portrait/i2p.py models download inswapper_128"
-    missing = errors.ModelFileMissing("I2P Face Swap", "swap_model", "insightface", "inswapper_128.onnx",
+    missing = model_errors.ModelFileMissing("I2P Face Swap", "swap_model", "insightface", "inswapper_128.onnx",
                                       "inswapper_128")
     assert "custom_nodes/IP-to-Portrait/i2p.py models download inswapper_128" in str(missing)
     assert str(tmp_path) not in str(missing)
     monkeypatch.setattr(adapter, "PACK_DIR", tmp_path / "home" / "dev" / "ip-to-portrait")
-    assert errors.download_command("x") == "python -m ip_to_portrait models download x"
+    assert model_errors.download_command("x") == "python -m ip_to_portrait models download x"

@@ -90,10 +90,6 @@ def test_the_graph_reader_sees_imports_and_finds_a_planted_circle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
 
 
-#: circles known and reported, each to be removed from here when it is fixed (the test then fails until
-#: the entry goes): the ground's path-safety helper, its errors and the adapter call each other through
-#: function-level imports (core/paths.py <-> core/errors.py <-> core/comfy_adapter.py, 2026-12).
-KNOWN_CIRCLES = [["core.comfy_adapter", "core.errors", "core.paths"]]
 UNITS = ("core.faces", "core.identity", "core.inpaint", "core.post", "core.prompt", "models", "nodes", "cli")
 
 
@@ -102,7 +98,7 @@ def _unit(module: str) -> str:
 
 
 def test_no_import_circle_between_modules():
-    assert cycles(import_graph()) == KNOWN_CIRCLES
+    assert cycles(import_graph()) == []
 
 
 def test_no_import_circle_between_layers_and_stages():

@@ -16,6 +16,7 @@ from packload import PACK_ROOT, pack_module
 
 paths = pack_module("core.paths")
 errors = pack_module("core.errors")
+model_errors = pack_module("core.model_errors")
 adapter = pack_module("core.comfy_adapter")
 enc = pack_module("core.identity.encoding")
 nodes = pack_module("nodes.identity")
@@ -147,7 +148,7 @@ def test_find_model_refuses_names_that_climb_out(tmp_path, monkeypatch):
     (tmp_path / "secret.onnx").write_bytes(b"x")
     assert adapter.find_model("insightface", "../../secret.onnx") is None
     assert adapter.find_model("insightface", str(tmp_path / "secret.onnx")) is None
-    err = errors.ModelFileMissing("I2P Face Swap", "swap_model", "insightface", "../../secret.onnx")
+    err = model_errors.ModelFileMissing("I2P Face Swap", "swap_model", "insightface", "../../secret.onnx")
     assert str(err).startswith("[I2P Face Swap] input 'swap_model'") and "'..'" in str(err)
     assert "pick a file from the list" in str(err)
 

@@ -99,7 +99,7 @@ def _damaged(tmp: Path) -> dict:
     import model_factory
     from packload import pack_module
 
-    errors = pack_module("core.errors")
+    model_errors = pack_module("core.model_errors")
     ipa = pack_module("models.ipadapter")
     good = tmp / "good"
     for name in ("ipadapter", "loras"):
@@ -123,7 +123,7 @@ def _damaged(tmp: Path) -> dict:
             else:
                 ipa.load_ipadapter(dest)
             out[model_id] = "loaded?!"
-        except errors.ModelFileUnreadable as exc:
+        except model_errors.ModelFileUnreadable as exc:
             out[model_id] = str(exc)
     return out
 

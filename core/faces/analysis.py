@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from .. import comfy_adapter, onnx_sessions
-from ..errors import I2PError, download_command, unreadable
+from ..errors import I2PError
+from ..model_errors import download_command, unreadable
 from ..paths import display
 from .select import GENDERS, ORDERS, FaceSelectionError, select_faces  # noqa: F401 (re-exported)
-from .photo import arcface_crop, as_bgr, as_rgb, detection_sizes
+from .photo import arcface_embedding, as_bgr, as_rgb, detection_sizes
 from .types import Face
 
 NODE = "I2P Face Analyzer Loader"
@@ -207,10 +208,7 @@ class FaceAnalyzer:
             return self._embed_bgr(bgr, np.asarray(face.kps, np.float32))
 
     def _embed_bgr(self, bgr: np.ndarray, kps: np.ndarray) -> np.ndarray:
-        crop = arcface_crop(bgr, kps, self.rec.input_size[0])
-        feat = np.asarray(self.rec.get_feat(crop), np.float32).reshape(-1)
-        norm = float(np.linalg.norm(feat))
-        return feat / norm if norm > 0 and np.isfinite(norm) else np.zeros_like(feat)
+        return arcface_embedding(self.rec, bgr, kps)
 
 
 def load_analyzer(pack: str = DEFAULT_PACK, provider: str = "auto"):

@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import comfy_adapter, onnx_sessions
 from ..errors import I2PError
-from .photo import arcface_crop, as_bgr, detection_sizes
+from .photo import arcface_embedding, as_bgr, detection_sizes
 from .types import Face
 
 NODE = "I2P Face Analyzer Loader"
@@ -146,10 +146,7 @@ class PermissiveAnalyzer:
             return self._embed_bgr(bgr, np.asarray(face.kps, np.float32))
 
     def _embed_bgr(self, bgr: np.ndarray, kps: np.ndarray) -> np.ndarray:
-        crop = arcface_crop(bgr, kps, self.rec.input_size[0])
-        feat = np.asarray(self.rec.get_feat(crop), np.float32).reshape(-1)
-        norm = float(np.linalg.norm(feat))
-        return feat / norm if norm > 0 and np.isfinite(norm) else np.zeros_like(feat)
+        return arcface_embedding(self.rec, bgr, kps)
 
 
 def refuse_auraface(faces, node: str, input_name: str, model: str) -> None:

@@ -41,3 +41,12 @@ def arcface_crop(image: np.ndarray, kps: np.ndarray, size: int) -> np.ndarray:
     from . import align
 
     return align.warp(image, align.arcface_affine(kps, int(size)), int(size), border="zero")
+
+
+def arcface_embedding(recognizer, bgr: np.ndarray, kps: np.ndarray) -> np.ndarray:
+    """The L2-normalised embedding an ArcFace-style recognizer (buffalo_l's w600k, AuraFace) gives the
+    aligned crop of one face; zeros for a degenerate crop instead of NaNs."""
+    crop = arcface_crop(bgr, kps, recognizer.input_size[0])
+    feat = np.asarray(recognizer.get_feat(crop), np.float32).reshape(-1)
+    norm = float(np.linalg.norm(feat))
+    return feat / norm if norm > 0 and np.isfinite(norm) else np.zeros_like(feat)

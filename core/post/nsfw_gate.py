@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import comfy_adapter
-from ..errors import I2PError, download_command, model_file_errors
+from ..errors import I2PError
+from ..model_errors import download_command, model_file_errors
 
 DEFAULT_THRESHOLD = 0.80  # refuse when P(nsfw) >= this
 FOLDER = "nsfw_detector"

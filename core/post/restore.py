@@ -15,7 +15,8 @@ import numpy as np
 
 from .. import comfy_adapter
 from ..faces import align
-from ..errors import I2PError, model_file_errors
+from ..errors import I2PError
+from ..model_errors import model_file_errors
 from ..faces.types import Face
 
 NODE = "I2P Face Restore"

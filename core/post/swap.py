@@ -16,7 +16,8 @@ import numpy as np
 from ..faces import align
 from ..faces.colour import match_colour
 from .. import onnx_sessions
-from ..errors import I2PError, model_file_errors
+from ..errors import I2PError
+from ..model_errors import model_file_errors
 from ..paths import display
 from ...models import manifest
 from ..faces.select import FaceSelectionError, parse_indices

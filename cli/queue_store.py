@@ -32,15 +32,22 @@ class QueueError(Exception):
     """The broker cannot be used (not installed, not reachable, unknown batch)."""
 
 
-def redis_client(url: str):
-    """A redis-py client for the broker URL, with a clear error when the extra is not installed."""
+def queue_extra(module: str):
+    """``import module`` (celery, redis), with a clear error when the ``[queue]`` extra is missing."""
+    import importlib
+
     try:
-        import redis
+        return importlib.import_module(module)
     except ModuleNotFoundError as exc:
         if exc.name not in ("celery", "kombu", "redis"):
             raise
         raise QueueError("the queue needs Celery and redis-py: pip install 'ip-to-portrait[queue]' "
                          "(or pip install -r requirements-queue.txt)") from None
+
+
+def redis_client(url: str):
+    """A redis-py client for the broker URL."""
+    redis = queue_extra("redis")
     return redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5, health_check_interval=10)
 
 

@@ -27,7 +27,7 @@ import uuid
 from pathlib import Path
 
 from .comfy_client import ComfyClient
-from .queue_store import DEFAULT_TTL, QueueError, Store
+from .queue_store import DEFAULT_TTL, QueueError, Store, queue_extra
 from .runner import FAILED, LOST, Job, run_job, safe_name
 
 QUEUE = "i2p"
@@ -52,13 +52,7 @@ def client_app(broker: str):
 
 def make_app(broker: str, visibility_timeout: float = DEFAULT_VISIBILITY):
     """The Celery app of both sides: Redis as broker and result backend, late ack, prefetch 1."""
-    try:
-        from celery import Celery
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("celery", "kombu", "redis"):
-            raise
-        raise QueueError("the queue needs Celery and redis-py: pip install 'ip-to-portrait[queue]' "
-                         "(or pip install -r requirements-queue.txt)") from None
+    Celery = queue_extra("celery").Celery
     app = Celery("ip_to_portrait", broker=broker, backend=broker, set_as_current=False)
     app.conf.update(
         task_default_queue=QUEUE, task_serializer="json", result_serializer="json", accept_content=["json"],

@@ -20,7 +20,7 @@ from ..errors import I2PError
 from ..model_errors import download_command, unreadable
 from ..paths import display
 from .select import GENDERS, ORDERS, FaceSelectionError, select_faces  # noqa: F401 (re-exported)
-from .photo import arcface_embedding, as_bgr, as_rgb, detection_sizes
+from .photo import ArcFaceEmbedder, as_bgr, as_rgb, detection_sizes
 from .types import Face
 
 NODE = "I2P Face Analyzer Loader"
@@ -90,7 +90,7 @@ def resolve_providers(provider: str) -> tuple[list[str], list[str]]:
     return onnx_sessions.resolve_providers(provider, NODE)
 
 
-class FaceAnalyzer:
+class FaceAnalyzer(ArcFaceEmbedder):
     """One loaded InsightFace pack: detector, ArcFace, and gender/age and 106-point landmarks if present."""
 
     def __init__(self, pack: str = DEFAULT_PACK, provider: str = "auto", threads: int = 0):
@@ -201,14 +201,6 @@ class FaceAnalyzer:
                 faces.append(face)
         return faces
 
-    def embed(self, image: np.ndarray, face: Face) -> np.ndarray:
-        """ArcFace embedding (512,) of ``face`` in ``image`` (RGB uint8), L2-normalised."""
-        bgr = as_bgr(image)
-        with self._lock:
-            return self._embed_bgr(bgr, np.asarray(face.kps, np.float32))
-
-    def _embed_bgr(self, bgr: np.ndarray, kps: np.ndarray) -> np.ndarray:
-        return arcface_embedding(self.rec, bgr, kps)
 
 
 def load_analyzer(pack: str = DEFAULT_PACK, provider: str = "auto"):

@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import comfy_adapter, onnx_sessions
 from ..errors import I2PError
-from .photo import arcface_embedding, as_bgr, detection_sizes
+from .photo import ArcFaceEmbedder, as_bgr, detection_sizes
 from .types import Face
 
 NODE = "I2P Face Analyzer Loader"
@@ -44,7 +44,7 @@ def _require(folder: str, filename: str, model_id: str) -> Path:
     return path
 
 
-class PermissiveAnalyzer:
+class PermissiveAnalyzer(ArcFaceEmbedder):
     """YuNet detection + AuraFace embedding, with the interface of :class:`.analysis.FaceAnalyzer`."""
 
     pack = PACK
@@ -139,14 +139,6 @@ class PermissiveAnalyzer:
         rows[:, :14] /= min(scale, 1.0)
         return rows
 
-    def embed(self, image: np.ndarray, face: Face) -> np.ndarray:
-        """AuraFace embedding (512,) of ``face`` in ``image`` (RGB uint8), L2-normalised."""
-        bgr = as_bgr(image)
-        with self._lock:
-            return self._embed_bgr(bgr, np.asarray(face.kps, np.float32))
-
-    def _embed_bgr(self, bgr: np.ndarray, kps: np.ndarray) -> np.ndarray:
-        return arcface_embedding(self.rec, bgr, kps)
 
 
 def refuse_auraface(faces, node: str, input_name: str, model: str) -> None:

@@ -50,3 +50,20 @@ def arcface_embedding(recognizer, bgr: np.ndarray, kps: np.ndarray) -> np.ndarra
     feat = np.asarray(recognizer.get_feat(crop), np.float32).reshape(-1)
     norm = float(np.linalg.norm(feat))
     return feat / norm if norm > 0 and np.isfinite(norm) else np.zeros_like(feat)
+
+
+class ArcFaceEmbedder:
+    """What both face backends share for embeddings: an ArcFace-style recognizer ``self.rec`` (buffalo_l's
+    w600k or AuraFace) behind the analyzer's ``self._lock``."""
+
+    rec = None
+    _lock = None
+
+    def embed(self, image: np.ndarray, face) -> np.ndarray:
+        """The recognizer's embedding (512,) of ``face`` in ``image`` (RGB uint8), L2-normalised."""
+        bgr = as_bgr(image)
+        with self._lock:
+            return self._embed_bgr(bgr, np.asarray(face.kps, np.float32))
+
+    def _embed_bgr(self, bgr: np.ndarray, kps: np.ndarray) -> np.ndarray:
+        return arcface_embedding(self.rec, bgr, kps)

@@ -281,19 +281,23 @@ _register(
 # Licences as the publishers state them: Black Forest Labs' FLUX.2-klein-4B model card (Apache-2.0; the 9B
 # klein models are NOT, they carry the FLUX Non-Commercial License), Qwen's Qwen3-4B card (Apache-2.0), and
 # BFL's statement for the FLUX.2 VAE (Apache-2.0). File names are the ones ComfyUI's FLUX.2 klein template
-# loads. Neither size nor sha256 could be read from the publishers on this machine: size 0, sha256 "" (the
-# download command refuses unverified entries; download these by hand from the URLs).
+# loads. Sizes and sha256 of the text encoder and the VAE are those of the Git LFS pointers in Comfy-Org's
+# Flux-2-Klein-4B repackage (commits 8556e4d and a9e4ca8; the klein VAE differs from the flux2-dev upload, so
+# the URL is the klein repo's). The DiT's pointer could not be read from this machine: size 0, sha256 ""
+# (the download command refuses it; download it by hand from the URL).
 _register(
     ModelFile("flux2-klein-4b", "diffusion_models", "flux-2-klein-4b.safetensors", 0, "",
               "https://huggingface.co/black-forest-labs/FLUX.2-klein-4B/resolve/main/flux-2-klein-4b.safetensors",
               "Apache-2.0", "https://huggingface.co/black-forest-labs/FLUX.2-klein-4B", True,
               "UNETLoader (core) -> I2P Face Inpaint", "FLUX.2 [klein] 4B instruction-edit DiT (128-channel latent)"),
-    ModelFile("qwen3-4b-text-encoder", "text_encoders", "qwen_3_4b.safetensors", 0, "",
-              "https://huggingface.co/Comfy-Org/flux2-klein-4B/resolve/main/split_files/text_encoders/qwen_3_4b.safetensors",
+    ModelFile("qwen3-4b-text-encoder", "text_encoders", "qwen_3_4b.safetensors", 8044982048,
+              "6c671498573ac2f7a5501502ccce8d2b08ea6ca2f661c458e708f36b36edfc5a",
+              "https://huggingface.co/Comfy-Org/Flux-2-Klein-4B/resolve/main/split_files/text_encoders/qwen_3_4b.safetensors",
               "Apache-2.0 (Qwen3-4B)", "https://huggingface.co/Qwen/Qwen3-4B", True,
               "CLIPLoader (core, type flux2)", "Qwen3-4B text encoder of FLUX.2 [klein] 4B"),
-    ModelFile("flux2-vae", "vae", "flux2-vae.safetensors", 0, "",
-              "https://huggingface.co/Comfy-Org/flux2-dev/resolve/main/split_files/vae/flux2-vae.safetensors",
+    ModelFile("flux2-vae", "vae", "flux2-vae.safetensors", 336211292,
+              "868fe7b343cc8f3a19dbcfcafbc3d5f888802be3f89bd81b65b3621a066ce8f3",
+              "https://huggingface.co/Comfy-Org/Flux-2-Klein-4B/resolve/main/split_files/vae/flux2-vae.safetensors",
               "Apache-2.0 (FLUX.2 VAE)", "https://huggingface.co/black-forest-labs/FLUX.2-dev", True,
               "VAELoader (core)", "FLUX.2 VAE (32 channels, 2x2 packed to 128 at /16)"),
 )

@@ -49,7 +49,7 @@ class I2PFaceInpaint:
                 "cfg": ("FLOAT", {"default": 5.0, "min": 0.0, "max": 30.0, "step": 0.1, "round": 0.01,
                                   "tooltip": "Classifier-free guidance scale."}),
                 "sampler_name": (sampling.sampler_names(), {"tooltip": "Sampling algorithm (ComfyUI's list)."}),
-                "scheduler": (sampling.scheduler_names(), {"tooltip": "Noise schedule (ComfyUI's list)."}),
+                "scheduler": (sampling.scheduler_names(), {"tooltip": "Noise schedule: ComfyUI's list, plus 'flux2' for FLUX.2 models (what ComfyUI's Flux2Scheduler node computes, here for each crop's own size)."}),
                 "denoise": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01,
                                       "tooltip": "How much of the face is re-generated: ~0.3 to refine a swap, ~0.5 for identity injection, 0.65 after pre-paste, 1.0 to replace."}),
                 "target_size": ("INT", {"default": 1024, "min": 256, "max": 2048, "step": 64,
@@ -86,6 +86,9 @@ class I2PFaceInpaint:
         identity = face_inpaint.identity_text(sampling.identity_info(model), int(steps))
         result = face_inpaint.run(rgb, masks, faces, settings, fns, progress=None, identity_line=identity)
         result.lines[1:1] = families.info_lines(family, positive, identity_skipped)
+        if scheduler == sampling.FLUX2_SCHEDULER:
+            result.lines.insert(1, "scheduler flux2: FLUX.2's resolution-aware sigmas (ComfyUI's Flux2Scheduler) "
+                                   "for each crop's own size.")
         previews = result.previews or [rgb[0][:64, :64] * 0]
         text = result.text
         out = images.from_rgb_uint8(result.images).to(comfy_adapter.intermediate_device())

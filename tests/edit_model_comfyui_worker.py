@@ -78,9 +78,9 @@ def main(comfy_path: str, models_dir: str) -> dict:
                    target_size=128, context=2.0, blend=8, batch_count=1)
 
     seen: list[dict] = []
-    original_sample = comfy.sample.sample
+    original_sample, original_custom = comfy.sample.sample, comfy.sample.sample_custom
 
-    def recording_sample(model, noise, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, **kw):
+    def record(model, positive, latent_image, sigmas=None):
         options = model.model_options.get("transformer_options", {})
         seen.append({
             "latent_shape": list(latent_image.shape),
@@ -88,10 +88,20 @@ def main(comfy_path: str, models_dir: str) -> dict:
             "identity_on_model": contract.OPTIONS_KEY in options,
             "attn2_patches": len(options.get("patches_replace", {}).get("attn2", {})),
             "concat": "concat_latent_image" in positive[0][1],
+            "sigmas": None if sigmas is None else [float(x) for x in sigmas],
         })
+
+    def recording_sample(model, noise, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, **kw):
+        record(model, positive, latent_image)
         return original_sample(model, noise, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, **kw)
 
-    comfy.sample.sample = recording_sample
+    def recording_custom(model, noise, cfg, sampler, sigmas, positive, negative, latent_image, **kw):
+        record(model, positive, latent_image, sigmas)
+        return original_custom(model, noise, cfg, sampler, sigmas, positive, negative, latent_image, **kw)
+
+    comfy.sample.sample, comfy.sample.sample_custom = recording_sample, recording_custom
+    from comfy_extras.nodes_flux import Flux2Scheduler  # ComfyUI's own node: what the flux2 choice must equal
+    report_sigmas = [float(x) for x in Flux2Scheduler.execute(2, 128, 128).result[0]]
     report: dict = {"in_comfyui": adapter.in_comfyui()}
     text_dims = {"flux2": edit_models.FLUX2_KLEIN_REDUCED["context_in_dim"], "qwen_image": edit_models.QWEN_TEXT_DIM}
     for kind in ("flux2", "qwen_image"):
@@ -125,7 +135,10 @@ def main(comfy_path: str, models_dir: str) -> dict:
             zone |= job.alpha > 0
         seen.clear()
         with torch.inference_mode():
-            out = node.inpaint(patched, positive, negative, vae, image_t, mask_t, face_value, **widgets)
+            # FLUX.2 samples with its own resolution-aware schedule; Qwen-Image with a named one
+            scheduler = "flux2" if kind == "flux2" else "simple"
+            out = node.inpaint(patched, positive, negative, vae, image_t, mask_t, face_value,
+                               **dict(widgets, scheduler=scheduler))
         img, preview, text = out["result"]
         result = np.clip(np.rint(img.numpy() * 255), 0, 255).astype(np.uint8)
         report[kind] = {
@@ -146,6 +159,7 @@ def main(comfy_path: str, models_dir: str) -> dict:
             "samples": list(seen),
             "user_ref_shape": list(reference["samples"].shape),
             "graph_model_keeps_identity": contract.OPTIONS_KEY in patched.model_options["transformer_options"],
+            "flux2_scheduler_node_sigmas": report_sigmas,
         }
         del model, patched, vae, file_sd, loaded_sd
     return report

@@ -52,6 +52,10 @@ def test_face_inpaint_with_reduced_flux2_klein_and_qwen_image_edit_in_real_comfy
             assert s["latent_shape"] == e["latent"]  # 128 px crop: /16 (FLUX.2) or /8 x 5-D (Wan latent)
             assert s["refs"] == [r["user_ref_shape"], e["latent"]]  # user's reference first, the crop last
             assert not s["identity_on_model"] and s["attn2_patches"] == 0 and not s["concat"]
+            if kind == "flux2":  # scheduler "flux2": exactly what ComfyUI's Flux2Scheduler gives a 128x128 crop
+                assert s["sigmas"] == r["flux2_scheduler_node_sigmas"]
+            else:
+                assert s["sigmas"] is None  # a named scheduler through comfy.sample.sample
         assert r["graph_model_keeps_identity"]
         assert f"{e['name']} ({e['channels']}-channel latent, sizes in multiples of 16 px)" in r["text"]
         assert "reference latent 2 (the edit target)" in r["text"] and "identity MODEL patch skipped" in r["text"]

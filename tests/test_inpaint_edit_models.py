@@ -83,8 +83,21 @@ class FakeComfy:
     def __init__(self, patch_multiple: int):
         self.calls = []
         self.patch_multiple = patch_multiple
+        self.schedules = []  # (steps, tokens) asked of the FLUX.2 schedule
         self.sample_mod = SimpleNamespace(fix_empty_latent_channels=lambda m, x: x,
-                                          prepare_noise=lambda x, seed: torch.zeros_like(x), sample=self.sample)
+                                          prepare_noise=lambda x, seed: torch.zeros_like(x), sample=self.sample,
+                                          sample_custom=self.sample_custom)
+        self.nodes_flux = SimpleNamespace(get_schedule=self.get_schedule)
+        self.samplers = SimpleNamespace(sampler_object=lambda name: f"sampler:{name}")
+
+    def get_schedule(self, steps, tokens):
+        self.schedules.append((steps, tokens))
+        return torch.linspace(1, 0, steps + 1)
+
+    def sample_custom(self, model, noise, cfg, sampler, sigmas, positive, negative, latent_image, **kw):
+        self.calls.append(dict(model=model, positive=positive, negative=negative, latent=latent_image,
+                               sigmas=sigmas, sampler=sampler, **kw))
+        return torch.full_like(latent_image, 0.3)
 
     def sample(self, model, noise, steps, cfg, sampler_name, scheduler, positive, negative, latent_image, **kw):
         assert latent_image.shape[-1] % self.patch_multiple == 0 and latent_image.shape[-2] % self.patch_multiple == 0
@@ -94,11 +107,12 @@ class FakeComfy:
         return torch.full_like(latent_image, 0.3)
 
     def module(self, name):
-        return {"comfy.sample": self.sample_mod, "node_helpers": None,
-                "comfy.utils": SimpleNamespace(PROGRESS_BAR_ENABLED=False)}.get(name)
+        return {"comfy.sample": self.sample_mod, "node_helpers": None, "comfy_extras.nodes_flux": self.nodes_flux,
+                "comfy.samplers": self.samplers, "comfy.utils": SimpleNamespace(PROGRESS_BAR_ENABLED=False)}.get(name)
 
 
-def run_node(monkeypatch, kind, positive, negative, identity=None, concat_keys=(), target=256):
+def run_node(monkeypatch, kind, positive, negative, identity=None, concat_keys=(), target=256, scheduler="simple",
+             denoise=1.0):
     comfy = FakeComfy(FAMILIES[kind]["patch"])
     monkeypatch.setattr(adapter, "comfy_module", comfy.module)
     monkeypatch.setattr(adapter, "sampler_callback", lambda model, steps: None)
@@ -106,8 +120,8 @@ def run_node(monkeypatch, kind, positive, negative, identity=None, concat_keys=(
     model = FakeDiT(kind, identity, concat_keys)
     out = node_mod.I2PFaceInpaint().inpaint(
         model, positive, negative, FakeVAE(kind), torch.from_numpy(image[None] / 255.0).float(),
-        torch.from_numpy(mask[None]), faces, seed=1, steps=2, cfg=1.0, sampler_name="euler", scheduler="simple",
-        denoise=1.0, target_size=target, context=2.0, blend=8, batch_count=1)
+        torch.from_numpy(mask[None]), faces, seed=1, steps=2, cfg=1.0, sampler_name="euler", scheduler=scheduler,
+        denoise=denoise, target_size=target, context=2.0, blend=8, batch_count=1)
     img, _preview, text = out["result"]
     result = np.clip(np.rint(img[0].numpy() * 255), 0, 255).astype(np.uint8)
     jobs, _ = fi.plan_jobs([image], [mask], faces, fi.InpaintSettings(target_size=target, blend=8, multiple=16))
@@ -222,3 +236,33 @@ def test_edit_model_workflow_feeds_the_face_photo_as_reference_one():
     assert "I2PApplyIdentity" not in by_type and "CheckpointLoaderSimple" not in by_type
     for stage in ("I2PFaceSwap", "I2PFaceRestore", "I2PIdentityScore", "SaveImage"):
         assert stage in by_type
+
+
+def test_flux2_scheduler_gets_each_crops_token_count_and_a_partial_schedule_for_denoise(monkeypatch):
+    """'flux2' asks ComfyUI's FLUX.2 schedule for the crop's own w*h/16^2 tokens and, at denoise 0.5,
+    takes the last steps+1 sigmas of a schedule twice as long (what KSampler does with a named one)."""
+    comfy, _model, image, _mask, result, zone, text = run_node(monkeypatch, "flux2", cond(1), cond(0),
+                                                               scheduler="flux2", denoise=0.5)
+    assert comfy.calls and all(call["sampler"] == "sampler:euler" for call in comfy.calls)
+    for call, (steps, tokens) in zip(comfy.calls, comfy.schedules):
+        assert tokens == call["latent"].shape[-1] * call["latent"].shape[-2]
+        assert steps == 4  # 2 steps at denoise 0.5
+        assert torch.equal(call["sigmas"], torch.linspace(1, 0, 5)[-3:])
+    assert len(comfy.schedules) == len(comfy.calls) == 2  # one per face
+    assert np.array_equal(result[~zone], image[~zone])
+    assert "scheduler flux2" in text
+
+
+def test_flux2_scheduler_on_another_model_names_the_input(monkeypatch):
+    errors = pack_module("core.errors")
+    with pytest.raises(errors.I2PError) as err:
+        run_node(monkeypatch, "qwen_image", cond(1), cond(0), scheduler="flux2")
+    assert "scheduler" in str(err.value) and "Qwen-Image" in str(err.value) and "'simple'" in str(err.value)
+
+
+def test_tail_sigmas_matches_ksampler_denoise_rule():
+    schedule = lambda n: torch.arange(n + 1, 0, -1).float()  # noqa: E731
+    assert sampling.tail_sigmas(schedule, 4, 1.0).tolist() == [5, 4, 3, 2, 1]
+    assert sampling.tail_sigmas(schedule, 4, 0.5).tolist() == [5, 4, 3, 2, 1]  # last 5 of 9
+    assert len(sampling.tail_sigmas(schedule, 3, 0.3)) == 4
+    assert sampling.FLUX2_SCHEDULER in sampling.scheduler_names()

@@ -131,7 +131,7 @@ def edit_model_portrait(schemas) -> Graph:
     neg = g.add("ConditioningZeroOut", "Prompt", "Empty negative (cfg 1)", conditioning=text[0])
     inp = g.add("I2PFaceInpaint", "Inpaint", "Face inpaint (FLUX.2 klein, crop 1024)", model=unet[0], positive=pos[0],
                 negative=neg[0], vae=vae[0], image=i["ref"]["IMAGE"], mask=m["mask"], faces=a["targets"]["faces"],
-                seed=42, steps=4, cfg=1.0, sampler_name="euler", scheduler="simple", denoise=1.0, target_size=1024)
+                seed=42, steps=4, cfg=1.0, sampler_name="euler", scheduler="flux2", denoise=1.0, target_size=1024)
     swap = swap_restore(g, inp["image"], a["targets"], i["face"], src, analyzer=a["analyzer"])
     rest = restore(g, swap["image"], a["targets"], a["analyzer"])
     finish(g, rest["image"], a["analyzer"], a["targets"], src, "edit_model")

@@ -14,6 +14,10 @@ from .flow import NODE, SamplingFns
 
 FALLBACK_SAMPLERS = ["euler", "euler_ancestral", "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_sde", "ddim", "uni_pc"]
 FALLBACK_SCHEDULERS = ["normal", "karras", "exponential", "sgm_uniform", "simple", "beta"]
+#: FLUX.2's own schedule (ComfyUI's Flux2Scheduler node): its shift grows with the image's token count, so
+#: it is computed here for each crop's actual latent size, which a Flux2Scheduler wired by hand with a
+#: fixed width/height cannot know. Offered beside ComfyUI's named schedulers.
+FLUX2_SCHEDULER = "flux2"
 
 
 def sampler_names() -> list[str]:
@@ -23,7 +27,31 @@ def sampler_names() -> list[str]:
 
 def scheduler_names() -> list[str]:
     samplers = comfy_adapter.comfy_module("comfy.samplers")
-    return list(samplers.KSampler.SCHEDULERS) if samplers is not None else FALLBACK_SCHEDULERS
+    names = list(samplers.KSampler.SCHEDULERS) if samplers is not None else list(FALLBACK_SCHEDULERS)
+    return names + [FLUX2_SCHEDULER]
+
+
+def tail_sigmas(schedule, steps: int, denoise: float):
+    """The last ``steps + 1`` sigmas of a schedule stretched to ``steps / denoise`` steps: how ComfyUI's
+    KSampler turns denoise < 1 into a partial schedule, applied to a schedule it does not name."""
+    total = steps if denoise >= 0.9999 else max(steps, int(steps / max(denoise, 1e-4)))
+    return schedule(total)[-(steps + 1):]
+
+
+def _flux2_schedule(family, scheduler: str):
+    """ComfyUI's FLUX.2 sigma function, or None for a named scheduler; a clear error where it cannot apply."""
+    if scheduler != FLUX2_SCHEDULER:
+        return None
+    if family.name != "FLUX.2":
+        raise I2PError(NODE, "scheduler", f"'{FLUX2_SCHEDULER}' is FLUX.2's resolution-aware schedule, but the "
+                       f"model is {family.describe()}.",
+                       "pick one of ComfyUI's named schedulers ('simple' for flow models, 'karras' for SDXL).")
+    nodes_flux = comfy_adapter.comfy_module("comfy_extras.nodes_flux")
+    schedule = getattr(nodes_flux, "get_schedule", None)
+    if schedule is None:
+        raise I2PError(NODE, "scheduler", "this ComfyUI has no FLUX.2 schedule (comfy_extras.nodes_flux.get_schedule).",
+                       "update ComfyUI, or pick 'simple'.")
+    return schedule
 
 
 def is_inpaint_model(model) -> bool:
@@ -38,6 +66,7 @@ def comfy_sampling(model, vae, positive, negative, *, steps: int, cfg: float, sa
     """The model's family (core/inpaint/family.py) decides the inpaint conditioning and whether the crop
     becomes the edit target's reference latent; the node strips the identity patch for non-UNets."""
     family = of_model(model)
+    flux2_schedule = _flux2_schedule(family, scheduler)
     sample_mod = comfy_adapter.comfy_module("comfy.sample")
     if sample_mod is None:
         raise I2PError(NODE, "model", "ComfyUI's sampler is not available in this process.",
@@ -56,6 +85,13 @@ def comfy_sampling(model, vae, positive, negative, *, steps: int, cfg: float, sa
         latent_image = sample_mod.fix_empty_latent_channels(crop_model, latent["samples"])
         noise = sample_mod.prepare_noise(latent_image, seed)
         disable_pbar = not getattr(utils, "PROGRESS_BAR_ENABLED", True)
+        if flux2_schedule is not None:  # Flux2Scheduler's sigmas for this crop's token count (w*h/16^2)
+            tokens = int(latent_image.shape[-1] * latent_image.shape[-2])
+            sigmas = tail_sigmas(lambda n: flux2_schedule(n, tokens), steps, denoise)
+            sampler = comfy_adapter.comfy_module("comfy.samplers").sampler_object(sampler_name)
+            return sample_mod.sample_custom(crop_model, noise, cfg, sampler, sigmas, pos, neg, latent_image,
+                                            noise_mask=latent.get("noise_mask"), callback=callback,
+                                            disable_pbar=disable_pbar, seed=seed)
         return sample_mod.sample(crop_model, noise, steps, cfg, sampler_name, scheduler, pos, neg, latent_image,
                                  denoise=denoise, noise_mask=latent.get("noise_mask"), callback=callback,
                                  disable_pbar=disable_pbar, seed=seed)

@@ -220,6 +220,9 @@ def test_worker_takes_jobs_again_when_its_server_comes_back(cluster, redis_serve
     port = int(first.url.rsplit(":", 1)[1])
     first.kill()
     wait_for(lambda: "this worker takes no jobs" in worker.log(), 30, "the worker to stop taking jobs")
+    # Celery's own line, written when its consumer has really let go of the queue (the pack's line above is
+    # written when the cancel is sent: a job queued in between could still be taken, which made this flaky)
+    wait_for(lambda: "Canceling queue" in worker.log(), 30, "Celery to cancel the worker's consumer")
     [job] = make_jobs(tmp_path / "photos", 1)
     batch = api().submit(redis_server.url, WORKFLOW, [job])
     time.sleep(1.5)

@@ -49,6 +49,8 @@ def main(comfy_path: str, models_dir: str) -> dict:
     from packload import pack_module
 
     contract = pack_module("core.identity.contract")
+    identity_apply = pack_module("core.identity.apply")
+    errors = pack_module("core.errors")
 
     torch.manual_seed(0)
     root = Path(models_dir)
@@ -111,6 +113,11 @@ def main(comfy_path: str, models_dir: str) -> dict:
         model = comfy_nodes.UNETLoader().load_unet(unet_path.name, "default")[0]
         vae = comfy_nodes.VAELoader().load_vae(vae_path.name)[0]
         loaded_sd = model.model.diffusion_model.state_dict()
+        try:  # I2P Apply Identity on this real MODEL: refused before anything else is looked at
+            identity_apply.apply_identity(model, "faceid_plus_v2", 1.0, 0.0, 1.0)
+            refusal = None
+        except errors.I2PError as exc:
+            refusal = {"node": exc.node, "input": exc.input_name, "text": str(exc)}
         identity = {"mode": "faceid_plus_v2", "weight": 1.0, "start_at": 0.0, "stop_at": 1.0, "masked": True}
         patched = model.clone()
         patched.model_options.setdefault("transformer_options", {})[contract.OPTIONS_KEY] = identity
@@ -160,6 +167,7 @@ def main(comfy_path: str, models_dir: str) -> dict:
             "user_ref_shape": list(reference["samples"].shape),
             "graph_model_keeps_identity": contract.OPTIONS_KEY in patched.model_options["transformer_options"],
             "flux2_scheduler_node_sigmas": report_sigmas,
+            "identity_refusal": refusal,
         }
         del model, patched, vae, file_sd, loaded_sd
     return report

@@ -6,8 +6,8 @@ Reduced random-weight FLUX.2 [klein] and Qwen-Image-Edit models in their real ke
 model detection, loaded through UNETLoader / VAELoader, conditioned through ComfyUI's ReferenceLatent
 and sampled through comfy.sample by the node. Checked: the family ComfyUI built, the crop as the last
 reference latent after the user's, 16-multiple sampling sizes, the SDXL-only parts skipped (the identity
-patch never reaches the sampler, the graph's MODEL keeps it), and 0 pixels changed outside the blend
-zone. Runs in a subprocess so ComfyUI's modules never leak into the other tests.
+patch never reaches the sampler, the graph's MODEL keeps it), 0 pixels changed outside the blend
+zone, and I2P Apply Identity refusing the real DiT MODEL on its input `model`. Runs in a subprocess so ComfyUI's modules never leak into the other tests.
 """
 from __future__ import annotations
 
@@ -60,3 +60,6 @@ def test_face_inpaint_with_reduced_flux2_klein_and_qwen_image_edit_in_real_comfy
         assert f"{e['name']} ({e['channels']}-channel latent, sizes in multiples of 16 px)" in r["text"]
         assert "reference latent 2 (the edit target)" in r["text"] and "identity MODEL patch skipped" in r["text"]
         assert "sampled at 128x128" in r["text"]
+        refusal = r["identity_refusal"]  # I2P Apply Identity on ComfyUI's real FLUX.2 / Qwen-Image MODEL
+        assert refusal and (refusal["node"], refusal["input"]) == ("I2P Apply Identity", "model"), refusal
+        assert f"the MODEL is {e['name']}" in refusal["text"] and "I2P Face Inpaint" in refusal["text"]

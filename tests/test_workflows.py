@@ -431,6 +431,36 @@ def test_workflow_runs_in_real_comfyui(name, tmp_path, comfyui_server, capsys):
     comfyui_server.record_figure(f"workflow {name}: server peak RSS {peak / 2**30:.2f} GiB in the shared tier server "
                                  f"(what a workflow needs alone: bench/workflow_memory.py), {result['seconds']:.0f} s "
                                  f"(steps {sw.CPU_KNOBS['steps']}, target_size {sw.CPU_KNOBS['target_size']})")
+    if name in EDIT_GRAPHS:
+        _assert_background_untouched(comfyui_server.history(result["prompt_id"]), result, tmp_path / "ref.png")
+
+
+#: the graphs whose generator is an instruction-edit DiT (issue 15): checked for an untouched background
+EDIT_GRAPHS = ("edit_model_portrait", "qwen_edit_portrait")
+
+
+def _assert_background_untouched(history: dict, result: dict, reference: Path) -> None:
+    """The saved result equals the reference photo, bit for bit, outside every crop I2P Face Inpaint
+    reports ("crop WxH at (x,y)" in its ui text, read back from /history): after the whole graph (edit
+    model, swap, restore) 0 px changed outside the crops, so outside the narrower blend zone too."""
+    import re
+
+    import numpy as np
+
+    prompt = history["prompt"][2]
+    inpaints = [nid for nid, n in prompt.items() if n["class_type"] == "I2PFaceInpaint"]
+    texts = [t for nid in inpaints for t in history["outputs"].get(nid, {}).get("text", [])]
+    crops = [tuple(map(int, m)) for t in texts for m in re.findall(r"crop (\d+)x(\d+) at \((\d+),(\d+)\)", t)]
+    assert crops, f"no crop reported by I2P Face Inpaint: {texts}"
+    with Image.open(result["outputs"][0]) as im, Image.open(reference) as r:
+        out, ref = np.asarray(im.convert("RGB")), np.asarray(r.convert("RGB"))
+    outside = np.ones(ref.shape[:2], bool)
+    for w, h, x, y in crops:
+        outside[y:y + h, x:x + w] = False
+    changed = np.any(out != ref, axis=-1)
+    assert outside.any() and not changed[outside].any(), (
+        f"{int(changed[outside].sum())} px changed outside the face crops {crops}")
+    assert changed[~outside].any(), "nothing changed inside the face crops: the graph did not run its stages"
 
 
 def _settle(server, seconds: float = 20.0) -> int:

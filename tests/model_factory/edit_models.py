@@ -46,7 +46,7 @@ FLUX2_VAE = {"double_z": True, "z_channels": 32, "resolution": 256, "in_channels
              "batch_norm_latent": True}
 FLUX2_VAE_DECODER_CH = 32
 WAN21_VAE_DIM = 32
-QWEN3_4B_TE_DTYPE = "float8_e4m3fn"  # torch dtype name; see the builders below
+TE_DTYPE = "float8_e4m3fn"  # torch dtype name; see the builders below
 
 FILES = {
     "flux2": ("flux-2-klein-4b-reduced.safetensors", "flux2-vae-reduced.safetensors"),
@@ -185,7 +185,7 @@ if __package__:
             import torch
             from comfy.text_encoders.llama import Qwen3_4B
 
-            write_random_text_encoder(Qwen3_4B, dest, dtype=getattr(torch, QWEN3_4B_TE_DTYPE), seed=SEED + 2)
+            write_random_text_encoder(Qwen3_4B, dest, dtype=getattr(torch, TE_DTYPE), seed=SEED + 2)
             return
         _tiny(dest, {"model.embed_tokens.weight": (32, 16), "model.layers.0.self_attn.q_proj.weight": (16, 16),
                      "model.norm.weight": (16,)})
@@ -212,6 +212,11 @@ if __package__:
     @builder("qwen2.5-vl-7b-text-encoder")
     def build_qwen25_vl_7b(dest: Path, profile: str) -> None:
         if profile != "tiny":
-            raise NotImplementedError("no full-size Qwen2.5-VL 7B text encoder build yet")
+            _comfy_importable()
+            import torch
+            from comfy.text_encoders.llama import Qwen25_7BVLI
+
+            write_random_text_encoder(Qwen25_7BVLI, dest, dtype=getattr(torch, TE_DTYPE), seed=SEED + 3)
+            return
         _tiny(dest, {"model.embed_tokens.weight": (32, 16), "model.layers.0.self_attn.k_proj.bias": (8,),
                      "model.norm.weight": (16,), "visual.patch_embed.proj.weight": (16, 3, 2, 14, 14)})

@@ -43,6 +43,7 @@ FLUX2_VAE = {"double_z": True, "z_channels": 32, "resolution": 256, "in_channels
              "batch_norm_latent": True}
 FLUX2_VAE_DECODER_CH = 32
 WAN21_VAE_DIM = 32
+QWEN3_4B_TE_DTYPE = "float8_e4m3fn"  # torch dtype name; see the builders below
 
 FILES = {
     "flux2": ("flux-2-klein-4b-reduced.safetensors", "flux2-vae-reduced.safetensors"),
@@ -137,8 +138,11 @@ def build(kind: str, models_dir: Path) -> tuple[Path, Path]:
 # ------------------------------------------------------------------------ manifest-file builders
 # ``tiny``: the real file names with a handful of real-layout keys (no ComfyUI needed: CI checks names
 # and formats). ``full``: the reduced models above, written from ComfyUI's classes (the comfyui tier's
-# model build runs where ComfyUI imports). The Qwen3-4B text encoder has no ``full`` build yet: ComfyUI
-# builds it at its real widths (151936 x 2560 embeddings alone are ~0.4 G parameters).
+# model build runs where ComfyUI imports). The Qwen3-4B text encoder's ``full`` file is NOT reduced:
+# ComfyUI builds Qwen3-4B from a fixed config (36 layers, hidden 2560, vocab 151936, taps layers
+# 9/18/27), so every one of its 4.02 G parameters is written, random, streaming (text_encoders.py),
+# in float8_e4m3fn (~4.0 GB file; ComfyUI holds it as fp8 and casts per layer on the CPU) although
+# the file keeps the bf16 release's name, which is what the workflow's CLIPLoader names.
 def _tiny(dest: Path, keys: dict) -> None:
     import torch
     from safetensors.torch import save_file
@@ -147,17 +151,9 @@ def _tiny(dest: Path, keys: dict) -> None:
     save_file({k: torch.randn(shape, generator=gen) * 0.02 for k, shape in keys.items()}, str(dest))
 
 
-def _comfy_importable() -> None:
-    import os
-    import sys
-
-    path = os.environ.get("COMFYUI_PATH")
-    if path and path not in sys.path:
-        sys.path.append(path)
-
-
 if __package__:
     from . import builder
+    from .text_encoders import comfy_importable_on_cpu as _comfy_importable, write_random_text_encoder
 
     @builder("flux2-klein-4b")
     def build_flux2_klein(dest: Path, profile: str) -> None:
@@ -181,6 +177,11 @@ if __package__:
     @builder("qwen3-4b-text-encoder")
     def build_qwen3_4b(dest: Path, profile: str) -> None:
         if profile != "tiny":
-            raise NotImplementedError("no reduced Qwen3-4B text encoder build yet (see edit_models.py)")
+            _comfy_importable()
+            import torch
+            from comfy.text_encoders.llama import Qwen3_4B
+
+            write_random_text_encoder(Qwen3_4B, dest, dtype=getattr(torch, QWEN3_4B_TE_DTYPE), seed=SEED + 2)
+            return
         _tiny(dest, {"model.embed_tokens.weight": (32, 16), "model.layers.0.self_attn.q_proj.weight": (16, 16),
                      "model.norm.weight": (16,)})

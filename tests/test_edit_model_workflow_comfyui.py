@@ -105,4 +105,4 @@ def test_edit_model_portrait_changes_nothing_outside_the_face_zones(comfyui_serv
           f"final changed {changed_final.mean():.1%}, {outside} px outside the face zones; {run.seconds:.0f} s")
     assert int(changed_swap[~zone].sum()) == 0  # the swap pastes inside the face, within the parsing mask
     assert outside == 0
-    assert not changed_final[:, :8].any() and not changed_final[-8:].any()  # the frame's edges: untouched
+    assert (~face_zones).mean() > 0.5  # most of the frame is checked, not a sliver

@@ -174,9 +174,6 @@ def main(argv: list[str] | None = None) -> int:
            f"({len(built)} files; skipped: {', '.join(skipped) or 'none'}). Knobs: steps={args.steps}, "
            f"target_size={args.target_size}; everything else as shipped.", ""]
     for name in names:
-        if name in sw.NOT_RUNNABLE_YET:
-            out += [f"## {name}", "", f"Not run: {sw.NOT_RUNNABLE_YET[name]}.", ""]
-            continue
         prompt = sw.for_cpu(sw.shipped(name), knobs)
         with tempfile.TemporaryDirectory(prefix="i2p-bench-") as tmp:
             base = Path(tmp)

@@ -22,9 +22,6 @@ CPU_KNOBS = {"steps": 2, "target_size": 256}
 #: inputs the run fills with its own photos (the CLI's --reference / --face)
 PHOTO_INPUTS = {("LoadImage", "image")}
 SEED_INPUTS = ("seed", "noise_seed")
-#: workflows whose models the test factory cannot build yet, with the reason (the tier and the benches
-#: report them as skipped, never hide them)
-NOT_RUNNABLE_YET = {"edit_model_portrait": "no random-weight Qwen3-4B text encoder for CLIPLoader yet (issue 15)"}
 
 
 def names() -> list[str]:

@@ -354,3 +354,23 @@ def test_missing_source_face_fix_names_real_nodes():
     mentioned = re.findall(r"I2P(?: [A-Z][a-z]+)+", info.value.fix)
     assert mentioned and all(m in names for m in mentioned), (mentioned, info.value.fix)
     assert "I2P Detect Faces" in mentioned
+
+
+@pytest.mark.parametrize("kind, name", [("flux2", "FLUX.2"), ("qwen_image", "Qwen-Image")])
+def test_dit_model_is_refused_naming_node_input_and_fix(models, kind, name):
+    """The identity patch is SDXL cross-attention only: a FLUX.2 / Qwen-Image MODEL (ComfyUI's model
+    objects, read by core/model_family.py) is refused before anything is encoded or patched."""
+    from test_inpaint_edit_models import FakeDiT
+
+    plus = ipa.load_ipadapter(models["faceid-plusv2-sdxl"])
+    dit = FakeDiT(kind)
+    before = repr(dit.model_options)
+    with pytest.raises(errors.I2PError) as err:
+        apply_mod.apply_identity(dit, "faceid_plus_v2", 1.0, 0.0, 1.0, adapter=plus, images=[astronaut()],
+                                 faces=faces_value(), clip_vision=models["clip"])
+    e = err.value
+    assert (e.node, e.input_name) == ("I2P Apply Identity", "model")
+    assert f"the MODEL is {name}" in str(e) and "I2P Face Inpaint" in str(e) and "SDXL checkpoint" in str(e)
+    assert repr(dit.model_options) == before
+    m, _, text = apply_mod.apply_identity(dit, "simple", 1.0, 0.0, 1.0)  # changes nothing: allowed
+    assert "not changed" in text

@@ -453,8 +453,6 @@ def test_workflow_runs_in_real_comfyui(name, tmp_path, comfyui_server, capsys):
     shipped graph (content-safety gate on) with only the photos and the CPU knobs changed, checked
     on the prompt ComfyUI recorded; every node runs and the saved image has the reference's size.
     The shared server's peak RSS during the run is recorded (heap kept from earlier graphs included)."""
-    if name in sw.NOT_RUNNABLE_YET:
-        pytest.skip(f"{name}: {sw.NOT_RUNNABLE_YET[name]}")
     comfyui_server.free_memory()
     _settle(comfyui_server)
     comfyui_server.reset_peak_rss()

@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import comfy_adapter
 from ..errors import I2PError
+from ..model_family import of_model
 from . import contract
 from .attention import IdentityPatch, patch_model, sdpa
 from .encoding import Identity, clip_encoder, encode_identity
@@ -34,6 +35,19 @@ def model_context_dim(model) -> int | None:
         return int(model.model.model_config.unet_config["context_dim"])
     except (AttributeError, KeyError, TypeError):
         return None
+
+
+def refuse_non_unet(model) -> None:
+    """The identity patch replaces SDXL's cross-attention (attn2) layers; a DiT / flow MODEL (FLUX.2
+    [klein], Qwen-Image-Edit, FLUX.1 ...) has none, so patching it would do nothing correct, silently.
+    Refuse it with the way to identity on those models instead."""
+    family = of_model(model)
+    if not family.unet:
+        raise I2PError(NODE, "model", f"the MODEL is {family.name}, a DiT / flow model; the identity patch only "
+                       "fits SDXL's UNet cross-attention and would do nothing correct here.",
+                       "for FLUX.2 / Qwen-Image-Edit, give the source face to I2P Face Inpaint as reference "
+                       "conditioning (ReferenceLatent or TextEncodeQwenImageEditPlus) and lock identity with the "
+                       "face swap; or load an SDXL checkpoint for this node (mode 'simple' passes any MODEL through).")
 
 
 def text_attention():
@@ -140,11 +154,12 @@ def apply_identity(model, mode: str, weight: float, start_at: float, stop_at: fl
                        "raise stop_at or lower start_at.")
     info = {"mode": mode, "weight": float(weight), "start_at": float(start_at), "stop_at": float(stop_at),
             "masked": mask is not None}
-    if mode == "simple":
+    if mode == "simple":  # changes nothing in the MODEL: fine on any architecture
         m = model.clone()
         contract.set_identity_info(m, dict(info, weight=0.0))
         return m, identity, ("simple mode: the MODEL is not changed; the identity comes from the face swap "
                              "stage.")
+    refuse_non_unet(model)
     if adapter is None:
         raise I2PError(NODE, "adapter", f"mode '{label}' needs an IP-Adapter.",
                        f"connect I2P Identity Adapter Loader with {ADAPTER_FOR_MODE[family]}.")

@@ -8,7 +8,8 @@ detection reads the file back as the same family and config. What is reduced, an
 
 - FLUX.2 [klein] 4B (published: 5 double + 20 single blocks, hidden 3072 = 24 heads x 128, text input
   7680 = 3 x Qwen3-4B's 2560, no guidance embedding, 128-channel latent): 1 double + 1 single block,
-  hidden 256 (2 heads of the real 128 dims), text input 64. Detection derives depth, width and heads
+  hidden 256 (2 heads of the real 128 dims); text input at the real 7680, so the real-size random
+  Qwen3-4B text encoder's conditioning feeds it (the shipped workflow). Detection derives depth, width and heads
   from the shapes; the FLUX.2 markers (``double_stream_modulation_img``, no ``guidance_in``) are real.
 - FLUX.2 VAE: ComfyUI's AutoencoderKL with the real encoder (ComfyUI builds it at 128 base channels
   whatever the file says), 32 z-channels, quant convs and the batch-norm latent (``bn.*``: 2x2 patches,
@@ -33,7 +34,7 @@ FLUX2_KLEIN_REDUCED = {
     "image_model": "flux2", "axes_dim": [32, 32, 32, 32], "num_heads": 2, "mlp_ratio": 3.0, "theta": 2000,
     "out_channels": 128, "global_modulation": True, "mlp_silu_act": True, "qkv_bias": False, "ops_bias": False,
     "default_ref_method": "index", "ref_index_scale": 10.0, "txt_ids_dims": [3], "patch_size": 1,
-    "in_channels": 128, "hidden_size": 256, "context_in_dim": 64, "vec_in_dim": None, "depth": 1,
+    "in_channels": 128, "hidden_size": 256, "context_in_dim": 7680, "vec_in_dim": None, "depth": 1,
     "depth_single_blocks": 1, "guidance_embed": False, "yak_mlp": False, "txt_norm": False,
 }
 # 2511: ComfyUI marks Qwen-Image-Edit-2511 files with a ``__index_timestep_zero__`` key (Comfy-Org's repackaged

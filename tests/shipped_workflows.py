@@ -3,14 +3,12 @@ with nothing changed but the photo inputs and, for CPU speed, the knobs in :data
 
 One helper (:func:`for_cpu`) applies the knobs, reading every other value from the shipped file, and
 one check (:func:`unexpected_changes`) lists anything else that differs; a CI test runs the check on
-the helper's output, and the tier runs it on the prompt ComfyUI recorded in its history. The edit-model
-graphs' results get one more check (:func:`edit_result_problems`): the background is untouched.
+the helper's output, and the tier runs it on the prompt ComfyUI recorded in its history.
 """
 from __future__ import annotations
 
 import copy
 import json
-import re
 from pathlib import Path
 
 from packload import PACK_ROOT
@@ -79,40 +77,6 @@ def unexpected_changes(shipped_prompt: dict, run_prompt: dict, allowed: set[str]
     return out
 
 
-#: the graphs whose generator is an instruction-edit DiT (issue 15): their results are checked for an
-#: untouched background (:func:`edit_result_problems`)
+#: the graphs whose generator is an instruction-edit DiT (issue 15): the tier also checks that the whole graph
+#: leaves the photo untouched outside the face zones (tests/test_edit_model_workflow_comfyui.py)
 EDIT_GRAPHS = ("edit_model_portrait", "qwen_edit_portrait")
-EDIT_TARGET_LINE = "appended as reference latent 2 (the edit target) after your 1 reference(s)"
-
-
-def edit_result_problems(history: dict, output: Path, reference: Path) -> list[str]:
-    """What is wrong with an edit graph's saved result (empty: nothing): it must equal the reference photo,
-    bit for bit, outside every crop I2P Face Inpaint reports ("crop WxH at (x,y)" in its ui text, read
-    back from /history), so after the whole graph (edit model, swap, restore) 0 px changed outside the
-    crops and so outside the narrower blend zone; something must change inside them; and the node must
-    say it appended the crop after the face photo's reference (core/inpaint/family.py)."""
-    import numpy as np
-    from PIL import Image
-
-    prompt = history["prompt"][2]
-    inpaints = [nid for nid, n in prompt.items() if n["class_type"] == "I2PFaceInpaint"]
-    texts = [t for nid in inpaints for t in history["outputs"].get(nid, {}).get("text", [])]
-    crops = [tuple(map(int, m)) for t in texts for m in re.findall(r"crop (\d+)x(\d+) at \((\d+),(\d+)\)", t)]
-    if not crops:
-        return [f"no crop reported by I2P Face Inpaint: {texts}"]
-    problems = []
-    if not all(EDIT_TARGET_LINE in t for t in texts):
-        problems.append(f"I2P Face Inpaint did not append the crop as reference latent 2: {texts!r}")
-    with Image.open(output) as im, Image.open(reference) as r:
-        out, ref = np.asarray(im.convert("RGB")), np.asarray(r.convert("RGB"))
-    outside = np.ones(ref.shape[:2], bool)
-    for w, h, x, y in crops:
-        outside[y:y + h, x:x + w] = False
-    changed = np.any(out != ref, axis=-1)
-    if not outside.any():
-        problems.append(f"the face crops {crops} cover the whole photo: no background to check")
-    elif changed[outside].any():
-        problems.append(f"{int(changed[outside].sum())} px changed outside the face crops {crops}")
-    if not changed[~outside].any():
-        problems.append("nothing changed inside the face crops")
-    return problems

@@ -301,3 +301,32 @@ _register(
               "Apache-2.0 (FLUX.2 VAE)", "https://huggingface.co/black-forest-labs/FLUX.2-dev", True,
               "VAELoader (core)", "FLUX.2 VAE (32 channels, 2x2 packed to 128 at /16)"),
 )
+
+# ---- instruction-edit generator (Qwen-Image-Edit-2511), the qwen_edit_portrait workflow ----------------------
+# File names and URLs as Comfy-Org publishes them for ComfyUI (split_files; the ones ComfyUI's
+# image_qwen_image_edit_2511 template loads). Licences as Qwen states them on the model cards: Qwen-Image-Edit-2511
+# Apache-2.0, Qwen2.5-VL-7B-Instruct Apache-2.0 (unlike the 3B and 72B sizes), the Qwen-Image VAE ships in the
+# Qwen-Image repository under Apache-2.0. sha256 of the text encoder and the VAE as Comfy-Org's Hugging Face file
+# pages state them (Xet/LFS pointer details; the byte sizes are shown only rounded, 9.38 GB and 254 MB: size 0).
+# The 2511 DiT's pointer could not be read from this machine: size 0, sha256 "" (the download command refuses
+# it; download it by hand from the URL).
+_register(
+    ModelFile("qwen-image-edit-2511", "diffusion_models", "qwen_image_edit_2511_bf16.safetensors", 0, "",
+              "https://huggingface.co/Comfy-Org/Qwen-Image-Edit_ComfyUI/resolve/main/split_files/diffusion_models/"
+              "qwen_image_edit_2511_bf16.safetensors",
+              "Apache-2.0", "https://huggingface.co/Qwen/Qwen-Image-Edit-2511", True,
+              "UNETLoader (core) -> I2P Face Inpaint",
+              "Qwen-Image-Edit-2511 instruction-edit DiT (20 B, bf16; 16-channel Wan 2.1 latent)"),
+    ModelFile("qwen2.5-vl-7b-text-encoder", "text_encoders", "qwen_2.5_vl_7b_fp8_scaled.safetensors", 0,
+              "cb5636d852a0ea6a9075ab1bef496c0db7aef13c02350571e388aea959c5c0b4",
+              "https://huggingface.co/Comfy-Org/Qwen-Image_ComfyUI/resolve/main/split_files/text_encoders/"
+              "qwen_2.5_vl_7b_fp8_scaled.safetensors",
+              "Apache-2.0 (Qwen2.5-VL-7B-Instruct)", "https://huggingface.co/Qwen/Qwen2.5-VL-7B-Instruct", True,
+              "CLIPLoader (core, type qwen_image) -> TextEncodeQwenImageEditPlus",
+              "Qwen2.5-VL 7B text and vision encoder of Qwen-Image(-Edit), fp8 scaled"),
+    ModelFile("qwen-image-vae", "vae", "qwen_image_vae.safetensors", 0,
+              "a70580f0213e67967ee9c95f05bb400e8fb08307e017a924bf3441223e023d1f",
+              "https://huggingface.co/Comfy-Org/Qwen-Image_ComfyUI/resolve/main/split_files/vae/qwen_image_vae.safetensors",
+              "Apache-2.0 (Qwen-Image)", "https://huggingface.co/Qwen/Qwen-Image", True,
+              "VAELoader (core)", "Qwen-Image VAE (Wan 2.1 layout, 16 channels at /8)"),
+)

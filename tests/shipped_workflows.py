@@ -75,3 +75,8 @@ def unexpected_changes(shipped_prompt: dict, run_prompt: dict, allowed: set[str]
                 out.append(f"node {nid} ({a['class_type']}).{key}: {ia.get(key, '<absent>')!r} -> "
                            f"{ib.get(key, '<absent>')!r}")
     return out
+
+
+#: the graphs whose generator is an instruction-edit DiT (issue 15): the tier also checks that the whole graph
+#: leaves the photo untouched outside the face zones (tests/test_edit_model_workflow_comfyui.py)
+EDIT_GRAPHS = ("edit_model_portrait", "qwen_edit_portrait")

@@ -36,7 +36,8 @@ def test_face_inpaint_with_reduced_flux2_klein_and_qwen_image_edit_in_real_comfy
                       detected={"image_model": "flux2", "depth": 1, "depth_single_blocks": 1, "hidden_size": 256,
                                 "num_heads": 2, "in_channels": 128, "guidance_embed": False}),
         "qwen_image": dict(model_class="QwenImage", channels=16, downscale=8, latent=[1, 16, 1, 16, 16],
-                           name="Qwen-Image", detected={"image_model": "qwen_image", "in_channels": 64, "num_layers": 1}),
+                           name="Qwen-Image", detected={"image_model": "qwen_image", "in_channels": 64, "num_layers": 1,
+                                                         "default_ref_method": "index_timestep_zero"}),  # 2511
     }
     for kind, e in expect.items():
         r = report[kind]

@@ -266,3 +266,45 @@ def test_tail_sigmas_matches_ksampler_denoise_rule():
     assert sampling.tail_sigmas(schedule, 4, 0.5).tolist() == [5, 4, 3, 2, 1]  # last 5 of 9
     assert len(sampling.tail_sigmas(schedule, 3, 0.3)) == 4
     assert sampling.FLUX2_SCHEDULER in sampling.scheduler_names()
+
+
+def test_qwen_edit_workflow_encodes_the_face_photo_as_picture_one():
+    """The shipped qwen_edit_portrait graph (API file): Qwen-Image-Edit-2511 loaders, the face photo as
+    image1 of both TextEncodeQwenImageEditPlus nodes (with the VAE: reference latent 1; the negative is the
+    empty prompt with the same picture), ComfyUI's 2511 template settings, then swap / restore / score."""
+    import json
+
+    from packload import PACK_ROOT
+
+    prompt = json.loads((PACK_ROOT / "workflows" / "api" / "qwen_edit_portrait.json").read_text(encoding="utf-8"))
+    by_type = {}
+    for nid, node in prompt.items():
+        by_type.setdefault(node["class_type"], []).append((nid, node))
+    (_, inp), = by_type["I2PFaceInpaint"]
+    (unet_id, unet), = by_type["UNETLoader"]
+    (clip_id, clip), = by_type["CLIPLoader"]
+    (vae_id, vae), = by_type["VAELoader"]
+    (shift_id, shift), = by_type["ModelSamplingAuraFlow"]
+    (norm_id, norm), = by_type["CFGNorm"]
+    encoders = dict(by_type["TextEncodeQwenImageEditPlus"])
+    face_loader = [nid for nid, n in by_type["LoadImage"] if n["inputs"]["image"] == "face.png"]
+    pos, neg = encoders[inp["inputs"]["positive"][0]], encoders[inp["inputs"]["negative"][0]]
+    assert "Picture 1" in pos["inputs"]["prompt"] and neg["inputs"]["prompt"] == ""
+    for enc in (pos, neg):
+        src, slot = enc["inputs"]["image1"]
+        if prompt[src]["class_type"] == "I2PLicenseCheck":  # the photos pass through the licence check first
+            src = prompt[src]["inputs"][("images", "images_2", "images_3")[slot]][0]
+        assert src in face_loader and "image2" not in enc["inputs"]
+        assert enc["inputs"]["vae"][0] == vae_id and enc["inputs"]["clip"][0] == clip_id
+    assert inp["inputs"]["vae"][0] == vae_id and vae["inputs"]["vae_name"] == "qwen_image_vae.safetensors"
+    assert inp["inputs"]["model"][0] == norm_id and norm["inputs"]["model"][0] == shift_id
+    assert shift["inputs"]["model"][0] == unet_id and shift["inputs"]["shift"] == 3.1
+    assert norm["inputs"]["strength"] == 1.0
+    assert unet["inputs"]["unet_name"] == "qwen_image_edit_2511_bf16.safetensors"
+    assert clip["inputs"] == {"clip_name": "qwen_2.5_vl_7b_fp8_scaled.safetensors", "type": "qwen_image",
+                              "device": "default"}
+    assert (inp["inputs"]["steps"], inp["inputs"]["cfg"], inp["inputs"]["denoise"]) == (20, 4.0, 1.0)
+    assert (inp["inputs"]["sampler_name"], inp["inputs"]["scheduler"]) == ("euler", "simple")
+    assert "I2PApplyIdentity" not in by_type and "CheckpointLoaderSimple" not in by_type
+    for stage in ("I2PFaceSwap", "I2PFaceRestore", "I2PIdentityScore", "SaveImage"):
+        assert stage in by_type

@@ -17,7 +17,8 @@ WORKFLOWS = PACK_ROOT / "workflows"
 API = WORKFLOWS / "api"
 CORE_OBJECT_INFO = Path(__file__).parent / "data" / "comfyui-0.33.0-core-object_info.json"
 EXPECTED = {"recommended_portrait": 1, "fast_swap": 1, "couple_photo": 2, "auto_prompt": 1, "pre_paste": 1,
-            "commercial_portrait": 1, "commercial_couple": 2, "edit_model_portrait": 1}
+            "commercial_portrait": 1, "commercial_couple": 2, "edit_model_portrait": 1,
+            "qwen_edit_portrait": 1}
 COMMERCIAL = ("commercial_portrait", "commercial_couple")
 NAMES = sorted(EXPECTED)
 

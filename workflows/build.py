@@ -21,10 +21,11 @@ sys.path.insert(0, str(HERE))
 from graph import load_schemas  # noqa: E402
 from thumbnail import render  # noqa: E402
 from recipes import auto_prompt, couple_photo, fast_swap, pre_paste, recommended_portrait  # noqa: E402
-from recipes_more import commercial_couple, commercial_portrait, edit_model_portrait  # noqa: E402
+from recipes_more import commercial_couple, commercial_portrait, edit_model_portrait, qwen_edit_portrait  # noqa: E402
 
 WORKFLOWS = {f.__name__: f for f in (recommended_portrait, fast_swap, couple_photo, auto_prompt, pre_paste,
-                                     commercial_portrait, commercial_couple, edit_model_portrait)}
+                                     commercial_portrait, commercial_couple, edit_model_portrait,
+                                     qwen_edit_portrait)}
 
 
 def build_all(schemas=None) -> dict[str, tuple[dict, dict]]:

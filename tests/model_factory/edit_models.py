@@ -14,8 +14,8 @@ detection reads the file back as the same family and config. What is reduced, an
 - FLUX.2 VAE: ComfyUI's AutoencoderKL with the real encoder (ComfyUI builds it at 128 base channels
   whatever the file says), 32 z-channels, quant convs and the batch-norm latent (``bn.*``: 2x2 patches,
   128 channels at /16); the decoder at 32 base channels (ComfyUI reads the decoder width from the file).
-- Qwen-Image-Edit (published: 60 transformer blocks, hidden 3072, text input 3584 from Qwen2.5-VL 7B):
-  1 transformer block at the real widths; ComfyUI takes every width from its defaults and only the
+- Qwen-Image-Edit-2511 (published: 60 transformer blocks, hidden 3072, text input 3584 from Qwen2.5-VL 7B):
+  1 transformer block at the real widths, with the 2511 marker key (reference latents at timestep zero); ComfyUI takes every width from its defaults and only the
   block count and input channels from the file, so the widths cannot shrink. ~0.4 G parameters, stored
   in bf16 (~0.8 GB).
 - Qwen-Image VAE (Wan 2.1 VAE, published base width 96): base width 32 (ComfyUI reads it from
@@ -37,14 +37,17 @@ FLUX2_KLEIN_REDUCED = {
     "in_channels": 128, "hidden_size": 256, "context_in_dim": 7680, "vec_in_dim": None, "depth": 1,
     "depth_single_blocks": 1, "guidance_embed": False, "yak_mlp": False, "txt_norm": False,
 }
-QWEN_IMAGE_EDIT_REDUCED = {"image_model": "qwen_image", "in_channels": 64, "num_layers": 1}
+# 2511: ComfyUI marks Qwen-Image-Edit-2511 files with a ``__index_timestep_zero__`` key (Comfy-Org's repackaged
+# file has it); detection then sets default_ref_method "index_timestep_zero" (reference latents at timestep 0).
+QWEN_IMAGE_EDIT_REDUCED = {"image_model": "qwen_image", "in_channels": 64, "num_layers": 1,
+                           "default_ref_method": "index_timestep_zero"}
 QWEN_TEXT_DIM = 3584  # joint_attention_dim: fixed by ComfyUI's QwenImage defaults
 FLUX2_VAE = {"double_z": True, "z_channels": 32, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
              "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0,
              "batch_norm_latent": True}
 FLUX2_VAE_DECODER_CH = 32
 WAN21_VAE_DIM = 32
-QWEN3_4B_TE_DTYPE = "float8_e4m3fn"  # torch dtype name; see the builders below
+TE_DTYPE = "float8_e4m3fn"  # torch dtype name; see the builders below
 
 FILES = {
     "flux2": ("flux-2-klein-4b-reduced.safetensors", "flux2-vae-reduced.safetensors"),
@@ -139,11 +142,12 @@ def build(kind: str, models_dir: Path) -> tuple[Path, Path]:
 # ------------------------------------------------------------------------ manifest-file builders
 # ``tiny``: the real file names with a handful of real-layout keys (no ComfyUI needed: CI checks names
 # and formats). ``full``: the reduced models above, written from ComfyUI's classes (the comfyui tier's
-# model build runs where ComfyUI imports). The Qwen3-4B text encoder's ``full`` file is NOT reduced:
-# ComfyUI builds Qwen3-4B from a fixed config (36 layers, hidden 2560, vocab 151936, taps layers
-# 9/18/27), so every one of its 4.02 G parameters is written, random, streaming (text_encoders.py),
-# in float8_e4m3fn (~4.0 GB file; ComfyUI holds it as fp8 and casts per layer on the CPU) although
-# the file keeps the bf16 release's name, which is what the workflow's CLIPLoader names.
+# model build runs where ComfyUI imports). The text encoders' ``full`` files are NOT reduced: ComfyUI
+# builds Qwen3-4B (36 layers, hidden 2560, vocab 151936, taps layers 9/18/27) and Qwen2.5-VL 7B (28 layers,
+# hidden 3584, vocab 152064, plus the 32-block vision tower TextEncodeQwenImageEditPlus runs on its images)
+# from fixed configs, so every parameter is written, random, streaming (text_encoders.py), in
+# float8_e4m3fn (ComfyUI holds it as fp8 and casts per layer on the CPU) although each file keeps the
+# release's name, which is what the workflow's CLIPLoader names.
 def _tiny(dest: Path, keys: dict) -> None:
     import torch
     from safetensors.torch import save_file
@@ -182,7 +186,38 @@ if __package__:
             import torch
             from comfy.text_encoders.llama import Qwen3_4B
 
-            write_random_text_encoder(Qwen3_4B, dest, dtype=getattr(torch, QWEN3_4B_TE_DTYPE), seed=SEED + 2)
+            write_random_text_encoder(Qwen3_4B, dest, dtype=getattr(torch, TE_DTYPE), seed=SEED + 2)
             return
         _tiny(dest, {"model.embed_tokens.weight": (32, 16), "model.layers.0.self_attn.q_proj.weight": (16, 16),
                      "model.norm.weight": (16,)})
+
+    @builder("qwen-image-edit-2511")
+    def build_qwen_image_edit(dest: Path, profile: str) -> None:
+        if profile == "tiny":
+            _tiny(dest, {"img_in.weight": (16, 64), "txt_norm.weight": (16,), "txt_in.weight": (16, 16),
+                         "proj_out.weight": (64, 16), "transformer_blocks.0.img_mod.1.weight": (96, 16),
+                         "__index_timestep_zero__": (0,)})
+        else:
+            _comfy_importable()
+            build_diffusion_model("qwen_image", dest)
+
+    @builder("qwen-image-vae")
+    def build_qwen_image_vae(dest: Path, profile: str) -> None:
+        if profile == "tiny":
+            _tiny(dest, {"decoder.head.0.gamma": (8, 1, 1, 1), "encoder.conv1.weight": (8, 3, 3, 3, 3),
+                         "conv1.weight": (32, 32, 1, 1, 1)})
+        else:
+            _comfy_importable()
+            build_vae("qwen_image", dest)
+
+    @builder("qwen2.5-vl-7b-text-encoder")
+    def build_qwen25_vl_7b(dest: Path, profile: str) -> None:
+        if profile != "tiny":
+            _comfy_importable()
+            import torch
+            from comfy.text_encoders.llama import Qwen25_7BVLI
+
+            write_random_text_encoder(Qwen25_7BVLI, dest, dtype=getattr(torch, TE_DTYPE), seed=SEED + 3)
+            return
+        _tiny(dest, {"model.embed_tokens.weight": (32, 16), "model.layers.0.self_attn.k_proj.bias": (8,),
+                     "model.norm.weight": (16,), "visual.patch_embed.proj.weight": (16, 3, 2, 14, 14)})

@@ -119,6 +119,7 @@ class I2PDetectFaces:
 
     def detect(self, analyzer, image, order, indices, gender, min_size, threshold, det_size, if_no_face):
         from ..core.faces.analysis import FaceSelectionError, draw_faces, select_faces
+        from ..core.faces import known
         from ..core.faces.follow import fingerprint
         from ..core.faces.select import parse_indices
         from ..core.faces.types import Faces, FaceSet
@@ -140,7 +141,8 @@ class I2PDetectFaces:
         sets, previews, lines = [], [], []
         with comfy_adapter.Progress(len(images), desc="I2P detect faces") as progress:
             for b, rgb in enumerate(images):
-                found = analyzer.detect(rgb, threshold=threshold, det_size=det_size)
+                fp = fingerprint(rgb)
+                found = known.detect(analyzer, rgb, threshold=threshold, det_size=det_size, fp=fp)
                 try:  # no face at all (or none left after the filters) is the photo's problem, not 'indices'
                     kept = select_faces(found, "", order, gender, min_size)
                     chosen = select_faces(found, indices, order, gender, min_size) if kept else []
@@ -159,7 +161,7 @@ class I2PDetectFaces:
                         fix = f"relax '{culprit}' (look at the preview)"
                     raise I2PError(node, culprit, f"image {b} of the batch: {why}.",
                                    f"{fix}, or set if_no_face to 'pass through' to leave such images unchanged.")
-                sets.append(FaceSet(image_size=rgb.shape[:2], faces=chosen, fingerprint=fingerprint(rgb)))
+                sets.append(FaceSet(image_size=rgb.shape[:2], faces=chosen, fingerprint=fp))
                 preview = draw_faces(rgb, chosen)
                 previews.append(preview)
                 desc = ", ".join(

@@ -15,6 +15,7 @@ import hashlib
 import numpy as np
 
 from ..errors import I2PError
+from . import known
 from .types import Face, FaceSet
 
 #: a re-detected face is "the same face" when its box overlaps the given one at least this much
@@ -81,13 +82,14 @@ def match_faces(given: list[Face], found: list[Face], min_iou: float = MIN_IOU) 
     return out
 
 
-def same_image(face_set: FaceSet, rgb: np.ndarray) -> bool | None:
-    """True / False when the set knows its image, None when it carries no fingerprint (an older FACES)."""
+def same_image(face_set: FaceSet, rgb: np.ndarray, fp: str | None = None) -> bool | None:
+    """True / False when the set knows its image, None when it carries no fingerprint (an older FACES).
+    ``fp``: the image's fingerprint when the caller already has it."""
     if tuple(face_set.image_size) != tuple(rgb.shape[:2]):
         return False
     if not face_set.fingerprint:
         return None
-    return face_set.fingerprint == fingerprint(rgb)
+    return face_set.fingerprint == (fp or fingerprint(rgb))
 
 
 def faces_on(face_set: FaceSet, rgb: np.ndarray, analyzer, node: str, input_name: str, label: str,
@@ -101,7 +103,8 @@ def faces_on(face_set: FaceSet, rgb: np.ndarray, analyzer, node: str, input_name
     given = face_set.faces
     if not given:
         return [], []
-    same = same_image(face_set, rgb)
+    fp = fingerprint(rgb)
+    same = same_image(face_set, rgb, fp)
     if same is not False:
         return given, []
     h, w = rgb.shape[:2]
@@ -120,10 +123,19 @@ def faces_on(face_set: FaceSet, rgb: np.ndarray, analyzer, node: str, input_name
         return given, [f"{label} is not the image these faces were detected on (an earlier node changed it); "
                        "their detected positions are used as they are: connect 'analyzer' so the faces follow "
                        "the image."]
-    found = analyzer.detect(rgb, threshold=REDETECT_THRESHOLD)
+    how = "faces detected again and matched by overlap"
+    matches = None
+    carried = known.placed(fp)
+    if carried is not None:  # an earlier node changed the image only inside faces it placed
+        matches = match_faces(expected, carried)
+        how = "faces taken from the node that changed it only inside them, matched by overlap"
+    if matches is None or any(new is None for new, _ in matches):
+        found = known.detect(analyzer, rgb, threshold=REDETECT_THRESHOLD, fp=fp)
+        matches = match_faces(expected, found)
+        how = "faces detected again and matched by overlap"
     out: list[Face] = []
     parts: list[str] = []
-    for k, (old, (new, score)) in enumerate(zip(expected, match_faces(expected, found))):
+    for k, (old, (new, score)) in enumerate(zip(expected, matches)):
         if new is None:
             out.append(old)
             parts.append(f"face {k} not found again (best overlap {score:.2f}), its earlier position is used")
@@ -132,5 +144,4 @@ def faces_on(face_set: FaceSet, rgb: np.ndarray, analyzer, node: str, input_name
         moved = float(np.linalg.norm(np.mean(new.kps, 0) - np.mean(old.kps, 0)))
         parts.append(f"face {k} IoU {score:.2f}, moved {moved:.1f} px")
     size = f" ({fw}x{fh} -> {w}x{h})" if resized else ""
-    return out, [f"{label} changed since detection{size}: faces detected again and matched by overlap: "
-                 + "; ".join(parts)]
+    return out, [f"{label} changed since detection{size}: {how}: " + "; ".join(parts)]

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..faces import known
 from ..faces.follow import faces_on, fingerprint
 from ..faces.types import Face, Faces, FaceSet
 from ..errors import I2PError
@@ -93,7 +94,10 @@ def run_swaps(plan: SwapPlan, targets: list[np.ndarray], model, opts: SwapOption
         res = swap_faces(rgb, plan.faces[b], ids, pairs, model, opts, progress)
         out.images.append(res.image)
         out.seams.append(res.seam)
-        # the swapped faces sit where the target faces were, now on the swapped image
-        out.swapped.append(FaceSet(image_size=rgb.shape[:2], faces=res.swapped, fingerprint=fingerprint(res.image)))
+        # the swapped faces sit where the target faces were, now on the swapped image, which changed only
+        # inside them: later nodes handed it with the target's FACES need not detect again (core/faces/known)
+        fp = fingerprint(res.image)
+        out.swapped.append(FaceSet(image_size=rgb.shape[:2], faces=res.swapped, fingerprint=fp))
+        known.place(res.image, plan.faces[b], fp)
         out.lines.append(f"image {b}: " + "; ".join(res.lines))
     return out

@@ -150,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target-size", type=int, default=256)
     ap.add_argument("--extra-args", default="--bf16-unet", help="more ComfyUI main.py flags")
     ap.add_argument("--device", default="cpu", help="label of the results file")
-    ap.add_argument("--workflows", default="", help="comma-separated names (default: all bundled)")
+    ap.add_argument("--workflows", default="", help="comma-separated names (default: all bundled); an existing "
+                    "results file keeps the other workflows' sections")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     if not args.comfyui or not (Path(args.comfyui) / "main.py").is_file():
@@ -160,15 +161,17 @@ def main(argv: list[str] | None = None) -> int:
     first = ["fast_swap", "recommended_portrait"]  # the cheapest and the recommended graph first
     names = [n for n in args.workflows.split(",") if n] or first + [n for n in sw.names() if n not in first]
     target = Path(args.out) if args.out else HERE / "results" / f"workflows-{args.device}.md"
+    previous = target.read_text() if args.workflows and target.is_file() else None
     import model_factory
 
     cache = full_models_cache()
     built, skipped = build_models_in_subprocess(cache, [m.id for m in model_factory.manifest().MODELS])
     client_mod = pack_module("cli.comfy_client")
+    subset = f" --workflows {args.workflows}" if args.workflows else ""
     out = [f"# Bundled workflows, per node ({args.device})", "",
            f"Command: `COMFYUI_PATH=/path/to/ComfyUI python bench/workflows.py --runs {args.runs} --steps "
            f"{args.steps} --target-size {args.target_size} --extra-args \"{args.extra_args}\" "
-           f"--device {args.device}`.", "",
+           f"--device {args.device}{subset}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}).", "",
            f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
            f"load average at start {os.getloadavg()[0]:.1f}. Models: full-size, random weights "
            f"({len(built)} files; skipped: {', '.join(skipped) or 'none'}). Knobs: steps={args.steps}, "
@@ -188,19 +191,45 @@ def main(argv: list[str] | None = None) -> int:
                 cur, peak = server.rss_bytes()
             except RuntimeError as exc:  # a graph that fails is reported, the others still measured
                 out += [f"## {name}", "", f"Failed: {str(exc)[:600]}", ""]
-                _write(target, out)
+                _write(target, out, previous)
                 continue
             finally:
                 server.stop()
         out += report(name, prompt, cold, warm, {"peak": peak, "after": cur})
-        _write(target, out)  # after each workflow: a long run stopped half-way keeps what it measured
+        # after each workflow: a long run stopped half-way keeps what it measured
+        _write(target, out, previous)
         print(f"{name}: done, {target} updated", flush=True)
     return 0
 
 
-def _write(target: Path, lines: list[str]) -> None:
+def sections(text: str) -> tuple[str, dict[str, str]]:
+    """(the text before the first ``## `` heading, workflow name -> its section text)."""
+    parts = ("\n" + text).split("\n## ")
+    head, out = parts[0].lstrip("\n"), {}
+    for part in parts[1:]:
+        out[part.split("\n", 1)[0].strip()] = "## " + part.rstrip("\n") + "\n"
+    return head, out
+
+
+def merged(old: str, new: str) -> str:
+    """``old`` with each workflow section of ``new`` in place of its own (new ones at the end), and
+    ``new``'s header, which names the command of the re-run, after ``old``'s (kept: it describes the
+    sections that were not re-run)."""
+    old_head, old_sections = sections(old)
+    new_head, new_sections = sections(new)
+    note = "\n".join(line for line in new_head.splitlines() if not line.startswith("# "))
+    head = old_head.rstrip("\n") + "\n\nRe-run of " + ", ".join(new_sections) + ":" + note.rstrip("\n") + "\n\n"
+    body = {**old_sections, **new_sections}
+    return head + "\n".join(body[name] for name in body)
+
+
+def _write(target: Path, lines: list[str], base: str | None = None) -> None:
+    """``base``: the results file as it was before a run of some workflows, whose other sections stay."""
+    text = "\n".join(lines) + "\n"
+    if base is not None:
+        text = merged(base, text)
     tmp = target.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
+    tmp.write_text(text)
     tmp.replace(target)
 
 

@@ -43,3 +43,16 @@ def test_kinds(bench):
     assert bench.kind("I2PFaceInpaint") == "sampling"
     assert bench.kind("KSampler") == "sampling"
     assert bench.kind("VAEDecode") == "core"
+
+
+def test_a_run_of_some_workflows_keeps_the_other_sections(bench):
+    old = ("# Bundled workflows, per node (cpu)\n\nCommand: `all`.\n\nConditions: shared.\n\n"
+           "## fast_swap\n\nold fast\n\n## auto_prompt\n\nold auto\n\n## couple_photo\n\nold couple\n")
+    new = "# Bundled workflows, per node (cpu)\n\nCommand: `--workflows fast_swap`.\n\n## fast_swap\n\nnew fast\n"
+    text = bench.merged(old, new)
+    head, sections = bench.sections(text)
+    assert list(sections) == ["fast_swap", "auto_prompt", "couple_photo"]  # the file's order is kept
+    assert "new fast" in sections["fast_swap"] and "old fast" not in text
+    assert "old auto" in sections["auto_prompt"] and "old couple" in sections["couple_photo"]
+    assert "Command: `all`." in head and "Conditions: shared." in head  # what the kept sections came from
+    assert "Re-run of fast_swap:" in head and "--workflows fast_swap" in head

@@ -154,6 +154,37 @@ def worker(args) -> None:
     print("JSON" + json.dumps(report))
 
 
+def gfpgan_batch(args) -> None:
+    """GFPGAN on two aligned faces: one forward of a batch of two against two forwards of one, CPU
+    seconds (median of 3), per precision: does batching the faces pay on this machine?"""
+    import numpy as np
+    import torch
+
+    os.environ["I2P_MODELS_DIR"] = str(args.models)
+    _, name = load_pack_at(Path(args.pack).resolve())
+    restore = importlib.import_module(f"{name}.core.post.restore")
+    path = Path(args.models) / "facerestore_models" / "GFPGANv1.4.pth"
+    crops = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (2, 3, 512, 512)).astype(np.float32))
+    out = {}
+    for precision in ("fp32", "bf16"):
+        net = restore.load_restorer(path, precision=precision).managed.load()
+        dtype = next(net.parameters()).dtype
+        x = crops.to(dtype)
+        ways = {"one by one": lambda: [net(x[i:i + 1], return_rgb=False, randomize_noise=False) for i in range(2)],
+                "one batch": lambda: net(x, return_rgb=False, randomize_noise=False)}
+        times: dict[str, list[float]] = {k: [] for k in ways}
+        with torch.inference_mode():
+            for fn in ways.values():
+                fn()  # warm-up
+            for _ in range(3):
+                for way, fn in ways.items():
+                    c0 = time.process_time()
+                    fn()
+                    times[way].append(time.process_time() - c0)
+        out[precision] = {way: statistics.median(t) for way, t in times.items()}
+    print("JSON" + json.dumps(out))
+
+
 # ------------------------------------------------------------------------------------------- parent
 def spawn(pack: Path, args, out_dir: Path) -> dict:
     cmd = [sys.executable, __file__, "--worker", "--pack", str(pack), "--runs", str(args.runs),
@@ -190,10 +221,13 @@ def compare(args) -> None:
                     a = np.load(Path(tmp) / f"old{r}" / f"{wf}-{run}.npy").astype(int)
                     b = np.load(Path(tmp) / f"new{r}" / f"{wf}-{run}.npy").astype(int)
                     same.setdefault(wf, []).append(float(np.abs(a - b).max()))
-    write(args, merged, same, start, load)
+    res = subprocess.run([sys.executable, __file__, "--gfpgan-batch", "--models", str(args.models)],
+                         capture_output=True, text=True)
+    batch = json.loads(next(line for line in res.stdout.splitlines() if line.startswith("JSON"))[4:])
+    write(args, merged, same, start, load, batch)
 
 
-def write(args, merged: dict, same: dict, start: str, load: list[float]) -> None:
+def write(args, merged: dict, same: dict, start: str, load: list[float], batch: dict) -> None:
     import onnxruntime
     import torch
 
@@ -231,6 +265,12 @@ def write(args, merged: dict, same: dict, start: str, load: list[float]) -> None
         lines += ["", f"Face detector runs per graph: old {det['old']}, new {det['new']}. Final image, new vs old "
                   f"for the same run: largest pixel difference {max(same[wf]):.0f} (of 255) over "
                   f"{len(same[wf])} runs.", ""]
+    lines += ["## GFPGAN: two faces as one batch or one by one (new checkout)", "",
+              "CPU seconds for two 512 px faces, median of 3 (the `--gfpgan-batch` worker).", "",
+              "| precision | one by one | one batch | ratio |", "|---|---|---|---|"]
+    for precision, t in batch.items():
+        lines.append(f"| {precision} | {t['one by one']:.2f} | {t['one batch']:.2f} | "
+                     f"{_ratio(t['one batch'], t['one by one'])} |")
     RESULTS.write_text("\n".join(lines) + "\n")
     print(f"wrote {RESULTS}")
 
@@ -254,11 +294,14 @@ def main() -> None:
     ap.add_argument("--workflows", default="fast_swap,recommended_portrait")
     ap.add_argument("--models", default=str(full_models_cache()))
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--gfpgan-batch", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--pack", default=str(HERE.parent), help=argparse.SUPPRESS)
     ap.add_argument("--out-dir", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         worker(args)
+    elif args.gfpgan_batch:
+        gfpgan_batch(args)
     elif args.compare:
         compare(args)
     else:

@@ -88,6 +88,9 @@ def test_after_a_swap_the_next_node_takes_the_placed_faces_without_detecting(swa
     assert [f.kps.tolist() for f in faces] == [a.kps.tolist(), b.kps.tolist()]
     assert faces[0].embedding is None  # the identity there changed: it is not carried
     assert "changed since detection" in notes[0] and "taken from the node that changed it" in notes[0]
+    # no analyzer is needed to know them: no "connect 'analyzer'" warning either
+    faces, notes = follow.faces_on(target.sets[0], swapped, None, "node", "faces", "image 0")
+    assert [f.kps.tolist() for f in faces] == [a.kps.tolist(), b.kps.tolist()] and "taken from the node" in notes[0]
     nearly = swapped.copy()
     nearly[-1, -1, 2] ^= 1  # one pixel away from the swap's output: its placed faces do not answer
     assert known.placed(follow.fingerprint(nearly)) is None and known.placed(follow.fingerprint(swapped))

@@ -3,10 +3,12 @@
 An inpaint at denoise 0.9 can move a face by a few pixels; a swap, restore or score that aligns to the
 landmarks detected before it would then cut the wrong crop. Each FaceSet remembers the image it was
 detected on (shape + :func:`fingerprint`). A later node hands its own input image here: when it is
-the same image, the faces are used as they are; when it differs and an analyzer is connected, the
-faces are detected again on it and matched to the given ones by box overlap (IoU), so the user's
-selection and index mapping are kept; without an analyzer the node says so in its text (same size)
-or stops (different size) instead of silently using stale positions.
+the same image, the faces are used as they are; when it differs, the faces placed on it by the node
+that changed it (:mod:`core.faces.known`: swap and restore change pixels only inside the faces they
+aligned to) or else, with an analyzer connected, the faces detected again on it are matched to the
+given ones by box overlap (IoU), so the user's selection and index mapping are kept; without either
+the node says so in its text (same size) or stops (different size) instead of silently using stale
+positions.
 """
 from __future__ import annotations
 
@@ -116,22 +118,19 @@ def faces_on(face_set: FaceSet, rgb: np.ndarray, analyzer, node: str, input_name
                        + (" (or connect 'analyzer' so they are found again on it)." if same_aspect((fh, fw), (h, w))
                           else "."))
     expected = scale_faces(given, (fh, fw), (h, w)) if resized else list(given)
-    if analyzer is None:
+    carried = known.placed(fp)  # an earlier node changed the image only inside faces it placed there
+    matches = match_faces(expected, carried) if carried is not None else None
+    if matches is not None and all(new is not None for new, _ in matches):
+        how = "faces taken from the node that changed it only inside them, matched by overlap"
+    elif analyzer is None:
         if resized:
             return expected, [f"{label}: the faces were detected on a {fw}x{fh} copy and are scaled to {w}x{h}; "
                               "connect 'analyzer' if an earlier node changed the picture."]
         return given, [f"{label} is not the image these faces were detected on (an earlier node changed it); "
                        "their detected positions are used as they are: connect 'analyzer' so the faces follow "
                        "the image."]
-    how = "faces detected again and matched by overlap"
-    matches = None
-    carried = known.placed(fp)
-    if carried is not None:  # an earlier node changed the image only inside faces it placed
-        matches = match_faces(expected, carried)
-        how = "faces taken from the node that changed it only inside them, matched by overlap"
-    if matches is None or any(new is None for new, _ in matches):
-        found = known.detect(analyzer, rgb, threshold=REDETECT_THRESHOLD, fp=fp)
-        matches = match_faces(expected, found)
+    else:
+        matches = match_faces(expected, known.detect(analyzer, rgb, threshold=REDETECT_THRESHOLD, fp=fp))
         how = "faces detected again and matched by overlap"
     out: list[Face] = []
     parts: list[str] = []

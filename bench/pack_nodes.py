@@ -18,7 +18,7 @@ detector's runs per graph.
 
 usage: .venv/bin/python bench/pack_nodes.py --compare /path/to/old/checkout [--rounds 2] [--runs 2]
        [--workflows fast_swap,recommended_portrait]
-writes bench/results/pack_nodes.md
+writes bench/results/pack_nodes.md;  ``--gfpgan-batch`` writes bench/results/gfpgan_batch.md
 """
 from __future__ import annotations
 
@@ -159,8 +159,9 @@ def worker(args) -> None:
 
 
 def gfpgan_batch(args) -> None:
-    """GFPGAN on two aligned faces: one forward of a batch of two against two forwards of one, CPU
-    seconds (median of 3), per precision: does batching the faces pay on this machine?"""
+    """GFPGAN on two aligned faces: one forward of a batch of two against two forwards of one, per
+    precision and thread count: does batching the faces pay on this machine? Writes
+    bench/results/gfpgan_batch.md (process CPU seconds and wall seconds, min and median of 3)."""
     import numpy as np
     import torch
 
@@ -169,24 +170,39 @@ def gfpgan_batch(args) -> None:
     restore = importlib.import_module(f"{name}.core.post.restore")
     path = Path(args.models) / "facerestore_models" / "GFPGANv1.4.pth"
     crops = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (2, 3, 512, 512)).astype(np.float32))
-    out = {}
+    lines = ["# GFPGAN v1.4: two faces as one batch or one by one", "",
+             f"Command: `.venv/bin/python bench/pack_nodes.py --gfpgan-batch` "
+             f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}). Machine: {platform.machine()}, "
+             f"{os.cpu_count()} CPU cores, shared (load average {os.getloadavg()[0]:.1f} at start), torch "
+             f"{torch.__version__}. Full-size random weights, two 512 px crops; 3 interleaved repeats after a "
+             "warm-up. On a shared machine the minimum is the figure to read.", "",
+             "| precision | threads | one by one: CPU s min / median | one batch: CPU s min / median | "
+             "one by one: wall s min | one batch: wall s min | batch / one by one (wall min) | largest output "
+             "difference |", "|---|---|---|---|---|---|---|---|"]
     for precision in ("fp32", "bf16"):
         net = restore.load_restorer(path, precision=precision).managed.load()
-        dtype = next(net.parameters()).dtype
-        x = crops.to(dtype)
-        ways = {"one by one": lambda: [net(x[i:i + 1], return_rgb=False, randomize_noise=False) for i in range(2)],
-                "one batch": lambda: net(x, return_rgb=False, randomize_noise=False)}
-        times: dict[str, list[float]] = {k: [] for k in ways}
-        with torch.inference_mode():
-            for fn in ways.values():
-                fn()  # warm-up
-            for _ in range(3):
-                for way, fn in ways.items():
-                    c0 = time.process_time()
-                    fn()
-                    times[way].append(time.process_time() - c0)
-        out[precision] = {way: statistics.median(t) for way, t in times.items()}
-    print("JSON" + json.dumps(out))
+        x = crops.to(next(net.parameters()).dtype)
+        ways = {"single": lambda: [net(x[i:i + 1], return_rgb=False, randomize_noise=False)[0] for i in range(2)],
+                "batch": lambda: net(x, return_rgb=False, randomize_noise=False)[0]}
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            cpu: dict[str, list[float]] = {k: [] for k in ways}
+            wall: dict[str, list[float]] = {k: [] for k in ways}
+            with torch.inference_mode():
+                single, batch = ways["single"](), ways["batch"]()  # warm-up, and the outputs compared
+                diff = max(float((single[i][0] - batch[i]).abs().max()) for i in range(2))
+                for _ in range(3):
+                    for way, fn in ways.items():
+                        c0, w0 = time.process_time(), time.perf_counter()
+                        fn()
+                        cpu[way].append(time.process_time() - c0)
+                        wall[way].append(time.perf_counter() - w0)
+            lines.append(f"| {precision} | {threads} | {min(cpu['single']):.2f} / {statistics.median(cpu['single']):.2f} "
+                         f"| {min(cpu['batch']):.2f} / {statistics.median(cpu['batch']):.2f} | "
+                         f"{min(wall['single']):.2f} | {min(wall['batch']):.2f} | "
+                         f"{_ratio(min(wall['batch']), min(wall['single']))} | {diff:.4f} (of 2.0) |")
+            print(lines[-1], flush=True)
+    (HERE / "results" / "gfpgan_batch.md").write_text("\n".join(lines) + "\n")
 
 
 # ------------------------------------------------------------------------------------------- parent
@@ -225,13 +241,10 @@ def compare(args) -> None:
                     a = np.load(Path(tmp) / f"old{r}" / f"{wf}-{run}.npy").astype(int)
                     b = np.load(Path(tmp) / f"new{r}" / f"{wf}-{run}.npy").astype(int)
                     same.setdefault(wf, []).append(float(np.abs(a - b).max()))
-    res = subprocess.run([sys.executable, __file__, "--gfpgan-batch", "--models", str(args.models)],
-                         capture_output=True, text=True)
-    batch = json.loads(next(line for line in res.stdout.splitlines() if line.startswith("JSON"))[4:])
-    write(args, merged, same, start, load, batch)
+    write(args, merged, same, start, load)
 
 
-def write(args, merged: dict, same: dict, start: str, load: list[float], batch: dict) -> None:
+def write(args, merged: dict, same: dict, start: str, load: list[float]) -> None:
     import onnxruntime
     import torch
 
@@ -272,12 +285,6 @@ def write(args, merged: dict, same: dict, start: str, load: list[float], batch: 
                   f"new {cpu['new']:.2f} ({_ratio(cpu['new'], cpu['old'])}). Final image, new vs old "
                   f"for the same run: largest pixel difference {max(same[wf]):.0f} (of 255) over "
                   f"{len(same[wf])} runs.", ""]
-    lines += ["## GFPGAN: two faces as one batch or one by one (new checkout)", "",
-              "CPU seconds for two 512 px faces, median of 3 (the `--gfpgan-batch` worker).", "",
-              "| precision | one by one | one batch | ratio |", "|---|---|---|---|"]
-    for precision, t in batch.items():
-        lines.append(f"| {precision} | {t['one by one']:.2f} | {t['one batch']:.2f} | "
-                     f"{_ratio(t['one batch'], t['one by one'])} |")
     RESULTS.write_text("\n".join(lines) + "\n")
     print(f"wrote {RESULTS}")
 
@@ -312,7 +319,7 @@ def main() -> None:
     elif args.compare:
         compare(args)
     else:
-        ap.error("give --compare OLD_CHECKOUT")
+        ap.error("give --compare OLD_CHECKOUT or --gfpgan-batch")
 
 
 if __name__ == "__main__":

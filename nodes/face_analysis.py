@@ -142,7 +142,7 @@ class I2PDetectFaces:
         with comfy_adapter.Progress(len(images), desc="I2P detect faces") as progress:
             for b, rgb in enumerate(images):
                 fp = fingerprint(rgb)
-                found = known.detect(analyzer, rgb, threshold=threshold, det_size=det_size, fp=fp)
+                found = known.detect(analyzer, rgb, fp, threshold=threshold, det_size=det_size)
                 try:  # no face at all (or none left after the filters) is the photo's problem, not 'indices'
                     kept = select_faces(found, "", order, gender, min_size)
                     chosen = select_faces(found, indices, order, gender, min_size) if kept else []

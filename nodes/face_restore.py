@@ -58,7 +58,7 @@ class I2PFaceRestore:
         import numpy as np
 
         from ..core.faces import known
-        from ..core.faces.follow import faces_on
+        from ..core.faces.follow import faces_on, fingerprint
         from ..core.faces.types import Faces
         from ..core.images import from_mask_arrays, from_rgb_uint8, image_input
         from ..core.post.restore import load_restorer, restore_faces
@@ -105,7 +105,7 @@ class I2PFaceRestore:
                     masks.append(np.zeros(rgb.shape[:2], np.float32))
                     continue
                 res = restore_faces(rgb, fs, restorer, strength, progress=progress)
-                known.place(res.image, fs)  # changed only inside these faces: a later node need not detect
+                known.place(fingerprint(res.image), fs)  # changed only inside these faces: no re-detection
                 outs.append(res.image)
                 masks.append(res.mask)
                 lines.append(f"image {b}: {len(fs)} face(s) restored at strength {strength:.2f}")

@@ -45,20 +45,20 @@ def test_the_detector_runs_once_per_image_and_never_answers_for_other_pixels():
     a, b = _face(120, 160, 100, emb_seed=1), _face(330, 150, 90, emb_seed=2)
     analyzer = CountingAnalyzer({1: [a], 2: [b]})
 
-    first = known.detect(analyzer, img)
-    again = known.detect(analyzer, img.copy())  # same pixels, another array
+    first = known.detect(analyzer, img, follow.fingerprint(img))
+    again = known.detect(analyzer, img.copy(), follow.fingerprint(img.copy()))  # same pixels, another array
     assert analyzer.calls == 1
     assert len(again) == 1 and np.array_equal(again[0].kps, first[0].kps) and np.array_equal(again[0].kps, a.kps)
     again[0].kps += 50  # a caller editing its faces does not change what the next caller gets
-    assert np.array_equal(known.detect(analyzer, img)[0].kps, a.kps)
+    assert np.array_equal(known.detect(analyzer, img, follow.fingerprint(img))[0].kps, a.kps)
 
-    got = known.detect(analyzer, other)
+    got = known.detect(analyzer, other, follow.fingerprint(other))
     assert analyzer.calls == 2 and np.array_equal(got[0].kps, b.kps)  # its own faces, not img's
-    known.detect(analyzer, img, threshold=0.3)  # another threshold is another detection
-    known.detect(analyzer, img, det_size=320)  # so is another detector size
+    known.detect(analyzer, img, follow.fingerprint(img), threshold=0.3)  # another threshold is another detection
+    known.detect(analyzer, img, follow.fingerprint(img), det_size=320)  # so is another detector size
     assert analyzer.calls == 4
     second = CountingAnalyzer({1: [b]})  # another analyzer never gets the first one's faces
-    assert np.array_equal(known.detect(second, img)[0].kps, b.kps) and second.calls == 1
+    assert np.array_equal(known.detect(second, img, follow.fingerprint(img))[0].kps, b.kps) and second.calls == 1
 
 
 def test_the_detect_node_runs_the_detector_once_for_the_same_photo():

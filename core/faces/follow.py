@@ -130,7 +130,7 @@ def faces_on(face_set: FaceSet, rgb: np.ndarray, analyzer, node: str, input_name
                        "their detected positions are used as they are: connect 'analyzer' so the faces follow "
                        "the image."]
     else:
-        matches = match_faces(expected, known.detect(analyzer, rgb, threshold=REDETECT_THRESHOLD, fp=fp))
+        matches = match_faces(expected, known.detect(analyzer, rgb, fp, threshold=REDETECT_THRESHOLD))
         how = "faces detected again and matched by overlap"
     out: list[Face] = []
     parts: list[str] = []

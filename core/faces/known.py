@@ -35,12 +35,6 @@ _detections: "weakref.WeakKeyDictionary[object, OrderedDict]" = weakref.WeakKeyD
 _placed: OrderedDict[str, list[Face]] = OrderedDict()
 
 
-def _fingerprint(rgb: np.ndarray) -> str:
-    from .follow import fingerprint
-
-    return fingerprint(rgb)
-
-
 def _put(table: OrderedDict, key, value, limit: int) -> None:
     table[key] = value
     table.move_to_end(key)
@@ -48,12 +42,11 @@ def _put(table: OrderedDict, key, value, limit: int) -> None:
         table.popitem(last=False)
 
 
-def detect(analyzer, image: np.ndarray, threshold: float = 0.5, det_size: int = 640,
-           fp: str | None = None) -> list[Face]:
+def detect(analyzer, image: np.ndarray, fp: str, threshold: float = 0.5, det_size: int = 640) -> list[Face]:
     """``analyzer.detect(image, threshold=..., det_size=...)``, run once per (analyzer, pixels,
-    threshold, det_size). ``fp``: the image's fingerprint when the caller already has it."""
+    threshold, det_size); ``fp`` is the image's ``follow.fingerprint``."""
     rgb = as_rgb(image)
-    key = (fp or _fingerprint(rgb), float(threshold), int(det_size))
+    key = (fp, float(threshold), int(det_size))
     with _lock:
         table = _detections.get(analyzer)
         hit = table.get(key) if table is not None else None
@@ -67,17 +60,16 @@ def detect(analyzer, image: np.ndarray, threshold: float = 0.5, det_size: int = 
     return found
 
 
-def place(image: np.ndarray, faces: list[Face], fp: str | None = None) -> None:
-    """Record that ``faces`` sit on ``image`` (a node's output that changed only inside them). Their
-    identity (embedding, gender, age) is not carried: a swap changed it."""
+def place(fp: str, faces: list[Face]) -> None:
+    """Record that ``faces`` sit on the image with fingerprint ``fp`` (a node's output that changed only
+    inside them). Their identity (embedding, gender, age) is not carried: a swap changed it."""
     if not faces:
         return
     geometry = [Face(bbox=np.array(f.bbox, np.float32), kps=np.array(f.kps, np.float32), det_score=f.det_score,
                      landmarks_106=None if f.landmarks_106 is None else np.array(f.landmarks_106, np.float32),
                      detection_index=f.detection_index) for f in faces]
-    key = fp or _fingerprint(as_rgb(image))
     with _lock:
-        _put(_placed, key, geometry, PLACED)
+        _put(_placed, fp, geometry, PLACED)
 
 
 def placed(fp: str) -> list[Face] | None:

@@ -98,6 +98,6 @@ def run_swaps(plan: SwapPlan, targets: list[np.ndarray], model, opts: SwapOption
         # inside them: later nodes handed it with the target's FACES need not detect again (core/faces/known)
         fp = fingerprint(res.image)
         out.swapped.append(FaceSet(image_size=rgb.shape[:2], faces=res.swapped, fingerprint=fp))
-        known.place(res.image, plan.faces[b], fp)
+        known.place(fp, plan.faces[b])
         out.lines.append(f"image {b}: " + "; ".join(res.lines))
     return out

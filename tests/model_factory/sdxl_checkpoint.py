@@ -64,7 +64,7 @@ def build_sdxl_inpainting(dest: Path, profile: str) -> None:
 
 
 # ------------------------------------------------------------------------------------- safetensors
-_DTYPES = {"F16": 2, "F32": 4, "I64": 8}
+_DTYPES = {"F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I64": 8}
 
 
 def write_safetensors(path: Path, tensors: Iterable[tuple[str, str, tuple[int, ...], "callable"]],
@@ -72,7 +72,8 @@ def write_safetensors(path: Path, tensors: Iterable[tuple[str, str, tuple[int, .
     """Stream tensors into a safetensors file without holding them all in memory.
 
     ``tensors`` yields ``(name, dtype, shape, make_bytes)``; ``make_bytes()`` is called once, in name
-    order, when that tensor's data is written. Returns the file size.
+    order, when that tensor's data is written, and returns its bytes or an iterable of byte chunks (a
+    multi-GB tensor need not be in memory at once). Returns the file size.
     """
     items = sorted(tensors, key=lambda t: t[0])
     header: dict = {"__metadata__": dict(metadata or {})}
@@ -88,10 +89,13 @@ def write_safetensors(path: Path, tensors: Iterable[tuple[str, str, tuple[int, .
         f.write(raw)
         for name, dtype, shape, make_bytes in items:
             data = make_bytes()
+            written = 0
+            for chunk in [data] if isinstance(data, (bytes, bytearray)) else data:
+                f.write(chunk)
+                written += len(chunk)
             expected = math.prod(shape) * _DTYPES[dtype]
-            if len(data) != expected:
-                raise ValueError(f"{name}: {len(data)} bytes, expected {expected}")
-            f.write(data)
+            if written != expected:
+                raise ValueError(f"{name}: {written} bytes, expected {expected}")
     return 8 + len(raw) + offset
 
 

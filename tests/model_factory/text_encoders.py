@@ -20,12 +20,12 @@ Importing this module needs only torch; ComfyUI must be importable when a ComfyU
 """
 from __future__ import annotations
 
-import json
-import struct
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
+
+from .sdxl_checkpoint import write_safetensors
 
 #: safetensors' dtype names
 _ST_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
@@ -95,28 +95,20 @@ def write_random_state_dict(shapes: dict[str, tuple[int, ...]], dest: Path, dtyp
     (written to ``dest.part`` first, renamed when complete: never a half-written file)."""
     if dtype not in _ST_DTYPES:
         raise ValueError(f"unsupported dtype {dtype}; one of {sorted(map(str, _ST_DTYPES))}")
-    itemsize = torch.empty((), dtype=dtype).element_size()
-    header: dict[str, Any] = {"__metadata__": dict(metadata)} if metadata else {}
-    offset = 0
-    for key in sorted(shapes):
-        size = int(torch.Size(shapes[key]).numel()) * itemsize
-        header[key] = {"dtype": _ST_DTYPES[dtype], "shape": list(shapes[key]), "data_offsets": [offset, offset + size]}
-        offset += size
-    raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    raw += b" " * (-len(raw) % 8)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)  # one generator, consumed in key order as the writer goes
+
+    def data(key: str):
+        return lambda: (chunk.to(dtype).contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+                        for chunk in _chunks(key, shapes[key], gen, std))
+
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    with open(part, "wb") as f:
-        f.write(struct.pack("<Q", len(raw)))
-        f.write(raw)
-        for key in sorted(shapes):
-            for chunk in _chunks(key, shapes[key], gen, std):
-                f.write(chunk.to(dtype).contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    if part.stat().st_size != 8 + len(raw) + offset:
-        part.unlink()
-        raise RuntimeError(f"{dest.name}: wrote an unexpected number of bytes")
+    try:
+        write_safetensors(part, [(key, _ST_DTYPES[dtype], shapes[key], data(key)) for key in shapes], metadata)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
     part.replace(dest)
     return dest
 

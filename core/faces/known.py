@@ -20,6 +20,7 @@ import copy
 import threading
 import weakref
 from collections import OrderedDict
+from dataclasses import replace
 
 import numpy as np
 
@@ -65,9 +66,7 @@ def place(fp: str, faces: list[Face]) -> None:
     inside them). Their identity (embedding, gender, age) is not carried: a swap changed it."""
     if not faces:
         return
-    geometry = [Face(bbox=np.array(f.bbox, np.float32), kps=np.array(f.kps, np.float32), det_score=f.det_score,
-                     landmarks_106=None if f.landmarks_106 is None else np.array(f.landmarks_106, np.float32),
-                     detection_index=f.detection_index) for f in faces]
+    geometry = [copy.deepcopy(replace(f, embedding=None, gender=None, age=None)) for f in faces]
     with _lock:
         _put(_placed, fp, geometry, PLACED)
 
@@ -83,7 +82,8 @@ def placed(fp: str) -> list[Face] | None:
 
 
 def clear() -> None:
-    """Forget everything (tests; a memory release)."""
+    """Forget everything (tests). Nothing else needs it: detections go with their analyzer (weak keys;
+    ComfyUI's /free drops the analyzer), and the placed faces are a few bounded geometry entries."""
     with _lock:
         _detections.clear()
         _placed.clear()

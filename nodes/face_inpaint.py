@@ -67,10 +67,11 @@ class I2PFaceInpaint:
                 scheduler, denoise, target_size, context, blend, batch_count):
         from ..core.inpaint import flow as face_inpaint
         from ..core import images
+        from ..core import model_family
         from ..core.inpaint import family as families
         from ..core.inpaint import sampling
 
-        family = families.of_model(model)
+        family = model_family.of_model(model)
         identity_skipped = False
         if not family.unet:  # the identity patch is SDXL attn2 only: never sample a DiT with it
             model, identity_skipped = sampling.without_identity_patch(model)

@@ -16,6 +16,7 @@ from test_inpaint_flow import couple
 
 adapter = pack_module("core.comfy_adapter")
 fam = pack_module("core.inpaint.family")
+mf = pack_module("core.model_family")
 fi = pack_module("core.inpaint.flow")
 sampling = pack_module("core.inpaint.sampling")
 node_mod = pack_module("nodes.face_inpaint")
@@ -137,16 +138,16 @@ def cond(refs: int):
 
 
 def test_family_from_comfyui_model_objects():
-    flux2 = fam.of_model(FakeDiT("flux2"))
-    qwen = fam.of_model(FakeDiT("qwen_image"))
+    flux2 = mf.of_model(FakeDiT("flux2"))
+    qwen = mf.of_model(FakeDiT("qwen_image"))
     assert (flux2.name, flux2.latent_channels, flux2.multiple, flux2.unet, flux2.reference_latents) == \
         ("FLUX.2", 128, 16, False, True)
     assert (qwen.name, qwen.latent_channels, qwen.multiple, qwen.unet) == ("Qwen-Image", 16, 16, False)
-    sdxl = fam.from_traits({"diffusion_class": "UNetModel", "config_class": "SDXL", "latent_channels": 4,
+    sdxl = mf.from_traits({"diffusion_class": "UNetModel", "config_class": "SDXL", "latent_channels": 4,
                             "downscale": 8, "patch_size": 1, "concat_keys": ("mask", "masked_image")})
     assert (sdxl.name, sdxl.multiple, sdxl.unet, sdxl.inpaint_channels) == ("SDXL", 8, True, True)
     # 9-channel concat keys on a DiT do not make it an SDXL inpainting UNet
-    assert not fam.of_model(FakeDiT("flux2", concat_keys=("mask", "masked_image"))).inpaint_channels
+    assert not mf.of_model(FakeDiT("flux2", concat_keys=("mask", "masked_image"))).inpaint_channels
 
 
 @pytest.mark.parametrize("kind", ["flux2", "qwen_image"])
@@ -166,7 +167,7 @@ def test_edit_model_gets_the_crop_as_last_reference_and_background_is_bit_exact(
         assert call["latent"].shape[1] == FAMILIES[kind]["channels"]
         assert call["latent"].ndim == 4 + (FAMILIES[kind]["dims"] == 3)
     assert len(positive[0][1]["reference_latents"]) == 1  # the user's conditioning is not mutated
-    name = fam.DISPLAY_NAMES[kind]
+    name = mf.DISPLAY_NAMES[kind]
     assert f"{name} ({FAMILIES[kind]['channels']}-channel latent, sizes in multiples of 16 px)" in text
     assert "reference latent 2 (the edit target)" in text and "9-channel inpaint conditioning" in text
 
@@ -199,7 +200,7 @@ def test_identity_patch_is_stripped_for_a_dit_and_the_note_says_so(monkeypatch):
 
 
 def test_sdxl_keeps_multiples_of_eight_and_no_reference_crop():
-    plain = fam.from_traits({})
+    plain = mf.from_traits({})
     assert plain.unet and plain.multiple == 8 and not plain.reference_latents
     region = pack_module("core.inpaint.crop").plan_crop((100, 100, 150, 170), (400, 600), 70, 2.0, 8, 250)
     assert region.sample_w % 8 == 0 and region.sample_h % 8 == 0

@@ -21,7 +21,7 @@ the same reading); this module holds what it changes for the crop. No torch, no 
 """
 from __future__ import annotations
 
-from ..model_family import DISPLAY_NAMES, UNET_CLASSES, ModelFamily, from_traits, of_model  # noqa: F401 (read here)
+from ..model_family import ModelFamily
 
 
 def has_reference_latents(conditioning) -> bool:

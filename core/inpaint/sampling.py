@@ -9,7 +9,8 @@ from __future__ import annotations
 from .. import comfy_adapter
 from ..errors import I2PError
 from ..identity.contract import identity_info, with_crop_mask, without_identity_patch  # noqa: F401 (the node reads them here)
-from .family import has_reference_latents, of_model
+from ..model_family import of_model
+from .family import has_reference_latents
 from .flow import NODE, SamplingFns
 
 FALLBACK_SAMPLERS = ["euler", "euler_ancestral", "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_sde", "ddim", "uni_pc"]

@@ -179,14 +179,18 @@ if __package__:
             _comfy_importable()
             build_vae("flux2", dest)
 
+    def _full_text_encoder(dest: Path, llama_class: str, seed: int) -> None:
+        """Every parameter of ComfyUI's text-encoder class, random, in TE_DTYPE (see the comment above)."""
+        _comfy_importable()
+        import torch
+        from comfy.text_encoders import llama
+
+        write_random_text_encoder(getattr(llama, llama_class), dest, dtype=getattr(torch, TE_DTYPE), seed=seed)
+
     @builder("qwen3-4b-text-encoder")
     def build_qwen3_4b(dest: Path, profile: str) -> None:
         if profile != "tiny":
-            _comfy_importable()
-            import torch
-            from comfy.text_encoders.llama import Qwen3_4B
-
-            write_random_text_encoder(Qwen3_4B, dest, dtype=getattr(torch, TE_DTYPE), seed=SEED + 2)
+            _full_text_encoder(dest, "Qwen3_4B", SEED + 2)
             return
         _tiny(dest, {"model.embed_tokens.weight": (32, 16), "model.layers.0.self_attn.q_proj.weight": (16, 16),
                      "model.norm.weight": (16,)})
@@ -213,11 +217,7 @@ if __package__:
     @builder("qwen2.5-vl-7b-text-encoder")
     def build_qwen25_vl_7b(dest: Path, profile: str) -> None:
         if profile != "tiny":
-            _comfy_importable()
-            import torch
-            from comfy.text_encoders.llama import Qwen25_7BVLI
-
-            write_random_text_encoder(Qwen25_7BVLI, dest, dtype=getattr(torch, TE_DTYPE), seed=SEED + 3)
+            _full_text_encoder(dest, "Qwen25_7BVLI", SEED + 3)
             return
         _tiny(dest, {"model.embed_tokens.weight": (32, 16), "model.layers.0.self_attn.k_proj.bias": (8,),
                      "model.norm.weight": (16,), "visual.patch_embed.proj.weight": (16, 3, 2, 14, 14)})
